@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from xngin.testing import servers
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Tests read the committed testing settings, never a developer's own xngin.settings.json or .env.
+os.environ["XNGIN_SETTINGS_FILE"] = str(ROOT / "xngin.testing.settings.json")
 
 
 @pytest.fixture
@@ -24,3 +31,13 @@ def clickhouse_database() -> Iterator[str]:
 @pytest.fixture
 def redis_url() -> str:
     return servers.require_redis()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def app_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty app database URL on each supported backend (not yet migrated)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'app.sqlite'}"
+    else:
+        with servers.temporary_postgres_database() as url:
+            yield url
