@@ -96,3 +96,90 @@ class ParticipantType(Base):
     )
 
     datasource: Mapped[Datasource] = relationship()
+
+
+class Experiment(Base):
+    __tablename__ = "experiments"
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
+    organization_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    participant_type_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("participant_types.id", ondelete="RESTRICT"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(300))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    hypothesis: Mapped[str] = mapped_column(sa.Text, default="")
+    type: Mapped[str] = mapped_column(sa.String(20))  # preassigned | online
+    state: Mapped[str] = mapped_column(sa.String(20), index=True)
+    # The design as submitted: filters, metrics, strata, alpha, power, desired_n.
+    design: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    seed: Mapped[int] = mapped_column(sa.BigInteger)
+    start_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    end_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    traffic_allocation: Mapped[float] = mapped_column(default=100.0)
+    ramp_schedule: Mapped[list[Any]] = mapped_column(default=list)
+    power_analyses: Mapped[list[Any]] = mapped_column(default=list)
+    assign_summary: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+    stop_reason: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    # Bumped on every change; optimistic concurrency for PATCH and state actions.
+    version: Mapped[int] = mapped_column(default=1)
+
+    participant_type: Mapped[ParticipantType] = relationship()
+    arms: Mapped[list[Arm]] = relationship(
+        order_by="Arm.position", cascade="all, delete-orphan", back_populates="experiment"
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Arm(Base):
+    __tablename__ = "arms"
+    __table_args__ = (sa.UniqueConstraint("experiment_id", "position"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
+    experiment_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column()
+    name: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    weight: Mapped[float] = mapped_column(default=1.0)
+    config: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+
+    experiment: Mapped[Experiment] = relationship(back_populates="arms")
+
+
+class Assignment(Base):
+    """Which arm a participant is in. One row per (experiment, participant), ever."""
+
+    __tablename__ = "assignments"
+
+    experiment_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    participant_id: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    arm_id: Mapped[str] = mapped_column(sa.String(32))
+    assigned_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    # Strata values at assignment time (JSON text), for exports and per-stratum analysis.
+    strata: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    experiment_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("experiments.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    actor: Mapped[str] = mapped_column(sa.String(200))
+    action: Mapped[str] = mapped_column(sa.String(50))
+    changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
