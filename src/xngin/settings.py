@@ -78,6 +78,10 @@ class Settings(BaseSettings):
         default="",
         description="Key that signs web UI session cookies. Empty: derived at random per process.",
     )
+    google_credentials_file: Path | None = Field(
+        default=None,
+        description="Service-account JSON key used to read config sheets from Google Sheets.",
+    )
     log_level: str = Field(default="info", description="Log level of the server.")
     field_values_ttl_seconds: int = Field(
         default=300, ge=0, description="How long /v1/filters|metrics|strata answers are cached."

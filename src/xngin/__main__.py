@@ -1,0 +1,3 @@
+from xngin.cli import main
+
+main()

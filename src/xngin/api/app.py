@@ -1,0 +1,68 @@
+"""The FastAPI application: docs, error shape, routers, and the process runtime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, RedirectResponse
+
+from xngin import __version__
+from xngin.api.errors import install_error_handlers
+from xngin.services.health import check_stores
+from xngin.services.runtime import Runtime
+from xngin.settings import Settings, get_settings
+
+DESCRIPTION = """
+xngin designs, assigns and analyzes randomized experiments on participants who live in your
+data warehouse. Every `/v1` endpoint needs an API key in the `X-API-Key` header.
+Errors always have the shape `{"error": {"code", "message", "field"}}`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. Pass ``runtime`` to share one with the caller (tests, the demo)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        app.state.runtime = runtime or Runtime.start(settings or get_settings())
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.runtime.close()
+
+    app = FastAPI(
+        title="xngin",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/api/docs",
+        redoc_url="/api/redoc",
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+    install_error_handlers(app)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs_redirect() -> RedirectResponse:
+        return RedirectResponse("/api/docs")
+
+    @app.get("/health", tags=["health"], summary="Status of every store")
+    def health() -> JSONResponse:
+        statuses = check_stores(app.state.runtime)
+        ok = all(s.ok for s in statuses)
+        body = {
+            "status": "ok" if ok else "degraded",
+            "version": __version__,
+            "stores": {s.name: {"kind": s.kind, "ok": s.ok, "detail": s.detail} for s in statuses},
+        }
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    from xngin.api import admin
+
+    app.include_router(admin.router, prefix="/v1")
+    return app
