@@ -110,6 +110,8 @@ class PowerDesign:
     multiple_comparison: MultipleComparison = "none"
 
     def __post_init__(self) -> None:
+        # a list from a request body would make the frozen value unhashable and mutable
+        object.__setattr__(self, "arm_weights", tuple(self.arm_weights))
         for name in ("alpha", "power"):
             value = getattr(self, name)
             if not (_finite(value) and 0 < value < 1):
@@ -611,9 +613,22 @@ def analyze_metric_power(
     if isinstance(baseline, str):
         messages.append(baseline)
         return MetricPowerResult(
-            metric_type, None, None, count, nonnull_count, metric_target, None, None, None,
-            False, False, None, None, tuple(messages), (),
-        )  # fmt: skip
+            metric_type=metric_type,
+            baseline=None,
+            stddev=None,
+            available_n=count,
+            available_nonnull_n=nonnull_count,
+            target=metric_target,
+            effect=None,
+            n_per_arm=None,
+            target_n=None,
+            sufficient_n=False,
+            target_possible=False,
+            mde_available_n=None,
+            mde_desired_n=None,
+            messages=tuple(messages),
+            power_curve=(),
+        )
 
     pct_change = metric_pct_change or 0.0  # validated above: set exactly when no metric_target
     target = metric_target if metric_target is not None else baseline.mean * (1 + pct_change)
@@ -646,16 +661,18 @@ def analyze_metric_power(
                 baseline=baseline, n_total=n, design=design, direction=direction
             )
         if found is None:
-            messages.append(f"no change of the metric is detectable with {label} {n:,}")
+            messages.append(f"no change of the metric is detectable with {label}")
         else:
             messages.append(
-                f"with {label} {n:,} the smallest detectable change is {found.effect:+.4g} "
+                f"with {label} the smallest detectable change is {found.effect:+.4g} "
                 f"(to {found.target:.4g})"
             )
         return found
 
-    mde_available = detectable(nonnull_count, "the available")
-    mde_desired = detectable(desired_n, "desired_n") if desired_n is not None else None
+    mde_available = detectable(nonnull_count, f"the {nonnull_count:,} available participants")
+    mde_desired = None
+    if desired_n is not None:
+        mde_desired = detectable(desired_n, f"desired_n {desired_n:,}")
     reference = effect if size is not None else (mde_available.effect if mde_available else 0)
     curve = (
         power_curve(baseline=baseline, reference_effect=reference, design=design)
