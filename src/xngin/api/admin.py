@@ -1,4 +1,4 @@
-"""Admin endpoints: datasources, config sheets and participant types of the caller's organization."""
+"""Admin endpoints: datasources, config sheets and participant types of an organization."""
 
 from __future__ import annotations
 

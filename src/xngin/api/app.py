@@ -62,7 +62,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    from xngin.api import admin
+    from xngin.api import admin, assign, participants, power
 
     app.include_router(admin.router, prefix="/v1")
+    app.include_router(participants.router, prefix="/v1")
+    app.include_router(power.router, prefix="/v1")
+    app.include_router(assign.router, prefix="/v1")
     return app

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from xngin.dwh import engines as dwh_engines
 from xngin.dwh import introspect
-from xngin.dwh.schema import TableSchema
+from xngin.dwh.schema import ColumnInfo, TableSchema
 from xngin.errors import Conflict, InvalidInput, NotFound, XnginError
 from xngin.services.access import Principal
 from xngin.services.health import StoreStatus
@@ -274,15 +274,26 @@ def participant_type_drift(runtime: Runtime, pt: ParticipantType) -> list[Drift]
 def open_participant_type(
     runtime: Runtime, session: Session, principal: Principal, name: str
 ) -> OpenParticipantType:
+    """Everything needed to query a participant type; columns come from its sheet (no round trip).
+
+    The sheet was checked against the table when registered; later drift surfaces as a warehouse
+    error naming the column, and in GET /v1/participant-types/{name}.
+    """
     pt = get_participant_type(session, principal, name)
     engine = datasource_engine(runtime, pt.datasource)
-    schema = introspect.table_schema(engine, pt.table_name)
+    sheet = sheet_of(pt)
+    schema = TableSchema(
+        table_name=pt.table_name,
+        columns=tuple(
+            ColumnInfo(name=row.field_name, data_type=row.data_type) for row in sheet.fields
+        ),
+    )
     table = sa.table(pt.table_name, *(sa.column(c.name) for c in schema.columns))
     return OpenParticipantType(
         name=pt.name,
         engine=engine,
         table=table,
         schema=schema,
-        sheet=sheet_of(pt),
+        sheet=sheet,
         unique_id_field=pt.unique_id_field,
     )

@@ -161,7 +161,7 @@ def prepare_demo(runtime: Runtime) -> DemoSetup:
             organization_id=org.id,
             name=DEMO_DATASOURCE,
             url=f"duckdb:///{warehouse}",
-            options={"read_only": True},
+            options={"connect_args": {"read_only": True}},
         )
         catalog.upsert_participant_type(
             session,

@@ -6,11 +6,18 @@ services convert them to the plain values ``dwh`` and ``stats`` take.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from xngin.dwh.filters import AudienceFilter, Relation
+from xngin.dwh.schema import ColumnInfo
+
+if TYPE_CHECKING:
+    from xngin.services.catalog import OpenParticipantType
 
 
 class FilterIn(BaseModel):
@@ -76,3 +83,47 @@ def check_arms(arms: list[ArmIn], *, field: str = "arms") -> None:
                 field=f"{field}[{i}].arm_name",
             )
         seen.add(arm.arm_name)
+
+
+@contextmanager
+def stats_input_errors() -> Iterator[None]:
+    """Turn a statistics input error into the API's 422, keeping the field it names."""
+    from xngin.errors import InvalidInput
+    from xngin.stats.errors import StatsInputError
+
+    try:
+        yield
+    except StatsInputError as exc:
+        raise InvalidInput(exc.message, field=exc.field) from exc
+
+
+def audience_condition(pt: OpenParticipantType, filters: list[FilterIn]) -> sa.ColumnElement[bool]:
+    """The design's filters as one SQL condition, validated against the sheet's filter fields."""
+    from xngin.dwh.filters import compile_filters
+
+    return compile_filters(
+        pt.table,
+        [f.to_audience_filter() for f in filters],
+        allowed=pt.sheet.allowed_filter_types(),
+    )
+
+
+def sheet_fields(
+    pt: OpenParticipantType, names: list[str], *, role: str, field: str
+) -> list[ColumnInfo]:
+    """Look names up among the sheet's fields marked for ``role`` (is_metric, is_strata)."""
+    from xngin.errors import InvalidInput
+
+    marked = {r.field_name: r for r in pt.sheet.fields if getattr(r, f"is_{role}")}
+    out = []
+    for i, name in enumerate(names):
+        row = marked.get(name)
+        if row is None:
+            allowed = ", ".join(sorted(marked)) or "none"
+            raise InvalidInput(
+                f"{name!r} is not a {role} field of participant type {pt.name!r}; "
+                f"{role} fields: {allowed}",
+                field=f"{field}[{i}]",
+            )
+        out.append(ColumnInfo(name=row.field_name, data_type=row.data_type))
+    return out

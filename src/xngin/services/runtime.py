@@ -45,9 +45,9 @@ class Runtime:
         """The event store, opened on first use (a DuckDB file allows one writer process)."""
         with self._lock:
             if self._event_store is None:
-                from xngin.events import create_event_store
+                from xngin.events import open_event_store
 
-                store = create_event_store(self.settings.resolved_event_store_url)
+                store = open_event_store(self.settings.resolved_event_store_url)
                 store.migrate()
                 self._event_store = store
             return self._event_store  # type: ignore[no-any-return]

@@ -1,0 +1,79 @@
+"""GET /v1/filters, /v1/metrics, /v1/strata: the fields a design may use, with their values."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+
+from xngin.api.deps import PrincipalDep, RuntimeDep, SessionDep
+from xngin.api.schemas import ERROR_RESPONSES
+from xngin.services.fields import FieldRole, describe_fields
+
+router = APIRouter(tags=["participants"], responses=ERROR_RESPONSES)
+
+ParticipantTypeQuery = Annotated[
+    str, Query(min_length=1, description="Name of a registered participant type.")
+]
+
+
+class FieldOut(BaseModel):
+    field_name: str = Field(description="Column name.")
+    data_type: str = Field(description="string, integer, float, decimal, boolean, date, ...")
+    description: str = Field(description="From the config sheet.")
+    values: dict[str, Any] = Field(
+        description='Categorical/boolean: {"distinct": [{"value", "count"}], "complete"} '
+        '(top 1,000 by count); numeric/date: {"min", "max", "null_count"}.'
+    )
+
+
+class FieldsOut(BaseModel):
+    participant_type: str
+    fields: list[FieldOut]
+
+
+def _answer(runtime: Any, session: Any, principal: Any, name: str, role: FieldRole) -> FieldsOut:
+    described = describe_fields(runtime, session, principal, participant_type=name, role=role)
+    return FieldsOut(
+        participant_type=name,
+        fields=[
+            FieldOut(
+                field_name=d.field_name,
+                data_type=d.data_type,
+                description=d.description,
+                values=d.values,
+            )
+            for d in described
+        ],
+    )
+
+
+@router.get("/filters", summary="Fields usable in audience filters, with their values")
+def filters(
+    participant_type: ParticipantTypeQuery,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> FieldsOut:
+    return _answer(runtime, session, principal, participant_type, FieldRole.FILTER)
+
+
+@router.get("/metrics", summary="Fields usable as metrics, with their values")
+def metrics(
+    participant_type: ParticipantTypeQuery,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> FieldsOut:
+    return _answer(runtime, session, principal, participant_type, FieldRole.METRIC)
+
+
+@router.get("/strata", summary="Fields usable as strata, with their values")
+def strata(
+    participant_type: ParticipantTypeQuery,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+) -> FieldsOut:
+    return _answer(runtime, session, principal, participant_type, FieldRole.STRATA)
