@@ -1,6 +1,7 @@
 from collections.abc import Callable
 
 import pytest
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from xngin.services.access import revoke_api_key
@@ -10,10 +11,15 @@ from xngin.store import organizations as orgs
 
 
 def _register_participant_type(runtime: Runtime, organization: str, name: str) -> None:
+    path = runtime.settings.data_dir / f"{organization}.sqlite"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE IF NOT EXISTS people (id INTEGER PRIMARY KEY)")
+    engine.dispose()
     with runtime.sessions.begin() as session:
         org = orgs.get_or_create_organization(session, organization)
         ds = catalog.upsert_datasource(
-            session, organization_id=org.id, name="wh", url="sqlite://", options={}
+            session, organization_id=org.id, name="wh", url=f"sqlite:///{path}", options={}
         )
         catalog.upsert_participant_type(
             session,
@@ -22,7 +28,7 @@ def _register_participant_type(runtime: Runtime, organization: str, name: str) -
             datasource=ds,
             table_name="people",
             unique_id_field="id",
-            fields=[],
+            fields=[{"field_name": "id", "data_type": "integer", "is_unique_id": True}],
             sheet_url=None,
         )
 

@@ -98,6 +98,31 @@ def balance_json(check: BalanceCheck) -> dict[str, Any]:
     }
 
 
+def _empty_outcome(n_arms: int) -> AssignmentOutcome:
+    return AssignmentOutcome(
+        sample_size=0,
+        arm_sizes=[0] * n_arms,
+        balance_check={
+            "f_statistic": None,
+            "numerator_df": None,
+            "denominator_df": None,
+            "p_value": None,
+            "balance_ok": True,
+            "tries": 0,
+            "tested": False,
+            "message": "no participant matches the filters",
+            "covariates_tested": [],
+            "covariates_dropped": [],
+            "covariate_means": [],
+        },
+        strata_counts=[],
+        participant_ids=[],
+        arm_index=np.zeros(0, dtype=np.intp),
+        stratum_code=np.zeros(0, dtype=np.intp),
+        stratum_labels=[],
+    )
+
+
 def assign_audience(
     runtime: Runtime,
     session: Session,
@@ -145,6 +170,8 @@ def assign_audience(
         else pd.DataFrame(columns=[id_column.name, *(c.name for c in covariate_columns)])
     )
     n = len(frame)
+    if n == 0:
+        return _empty_outcome(len(arms))
     weights = [a.weight for a in arms]
     kinds = {c.name: _kind(c.data_type) for c in covariate_columns}
     with stats_input_errors():
