@@ -19,11 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from xngin.stats.estimators import (
-    ComparisonHeader,
     EffectResult,
-    check_alpha,
     effect_result,
-    too_few_participants,
+    open_comparison,
     welch_satterthwaite_df,
     zero_variance,
 )
@@ -125,14 +123,9 @@ def cuped_test(
         p-value uses a t reference with Welch–Satterthwaite degrees of freedom from the adjusted
         variances. ``error_code`` ``"too_few_participants"`` or ``"zero_variance"``.
     """
-    check_alpha(alpha)
-    common: ComparisonHeader = {
-        "method": "cuped",
-        "alpha": alpha,
-        "baseline_n": baseline.n,
-        "treatment_n": treatment.n,
-    }
-    failed = too_few_participants(**common)
+    common, failed = open_comparison(
+        method="cuped", alpha=alpha, baseline_n=baseline.n, treatment_n=treatment.n
+    )
     if failed is not None:
         return failed
     notes: tuple[str, ...] = ()

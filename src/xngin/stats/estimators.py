@@ -28,9 +28,16 @@ __all__ = [
     "ComparisonHeader",
     "EffectResult",
     "check_alpha",
+    "critical_value",
+    "effect_result",
     "failed_effect",
+    "open_comparison",
+    "too_few_participants",
     "two_proportion_z_test",
+    "two_sided_p_value",
+    "welch_satterthwaite_df",
     "welch_t_test",
+    "zero_variance",
 ]
 
 
@@ -249,6 +256,24 @@ def too_few_participants(
     )
 
 
+def open_comparison(
+    *, method: str, alpha: float, baseline_n: int, treatment_n: int, minimum: int = 2
+) -> tuple[ComparisonHeader, EffectResult | None]:
+    """Start a comparison: check ``alpha``, build the shared header, and fail small arms.
+
+    Returns
+    -------
+    (header, failed)
+        ``failed`` is the ``"too_few_participants"`` result when an arm has fewer than
+        ``minimum`` participants, else None.
+    """
+    check_alpha(alpha)
+    header = ComparisonHeader(
+        method=method, alpha=alpha, baseline_n=baseline_n, treatment_n=treatment_n
+    )
+    return header, too_few_participants(**header, minimum=minimum)
+
+
 def zero_variance(*, method: str, alpha: float, baseline_n: int, treatment_n: int) -> EffectResult:
     return failed_effect(
         method=method,
@@ -281,14 +306,9 @@ def welch_t_test(baseline: MeanStats, treatment: MeanStats, *, alpha: float = 0.
         ``method="welch"``; ``error_code`` ``"too_few_participants"`` (n < 2 in an arm) or
         ``"zero_variance"`` (both arms constant).
     """
-    check_alpha(alpha)
-    common: ComparisonHeader = {
-        "method": "welch",
-        "alpha": alpha,
-        "baseline_n": baseline.n,
-        "treatment_n": treatment.n,
-    }
-    failed = too_few_participants(**common)
+    common, failed = open_comparison(
+        method="welch", alpha=alpha, baseline_n=baseline.n, treatment_n=treatment.n
+    )
     if failed is not None:
         return failed
     var_b = baseline.variance / baseline.n
@@ -342,14 +362,9 @@ def two_proportion_z_test(
         ``method="proportion"``, ``df=None``; ``error_code`` ``"too_few_participants"``,
         ``"not_binary"`` or ``"zero_variance"`` (both proportions 0, or both 1, or each 0/1).
     """
-    check_alpha(alpha)
-    common: ComparisonHeader = {
-        "method": "proportion",
-        "alpha": alpha,
-        "baseline_n": baseline.n,
-        "treatment_n": treatment.n,
-    }
-    failed = too_few_participants(**common, minimum=1)
+    common, failed = open_comparison(
+        method="proportion", alpha=alpha, baseline_n=baseline.n, treatment_n=treatment.n, minimum=1
+    )
     if failed is not None:
         return failed
     problem = _binary_problem(baseline, "baseline") or _binary_problem(treatment, "treatment")

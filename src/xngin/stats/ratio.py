@@ -15,12 +15,10 @@ reference because the ratio's distribution is only asymptotically known.
 from __future__ import annotations
 
 from xngin.stats.estimators import (
-    ComparisonHeader,
     EffectResult,
-    check_alpha,
     effect_result,
     failed_effect,
-    too_few_participants,
+    open_comparison,
     zero_variance,
 )
 from xngin.stats.sufficient import RatioStats
@@ -70,14 +68,9 @@ def ratio_delta_test(
         ``"too_few_participants"`` (n < 2), ``"zero_denominator"`` (an arm's denominator sums to
         0) or ``"zero_variance"``.
     """
-    check_alpha(alpha)
-    common: ComparisonHeader = {
-        "method": "delta",
-        "alpha": alpha,
-        "baseline_n": baseline.n,
-        "treatment_n": treatment.n,
-    }
-    failed = too_few_participants(**common)
+    common, failed = open_comparison(
+        method="delta", alpha=alpha, baseline_n=baseline.n, treatment_n=treatment.n
+    )
     if failed is not None:
         return failed
     for arm, stats in (("baseline", baseline), ("treatment", treatment)):
