@@ -261,6 +261,15 @@ def test_always_valid_p_values_never_increase_across_looks() -> None:
             "metrics[0].method",
         ),
         ({"alpha": 1.5}, "alpha"),
+        (
+            {
+                "metrics": [
+                    MetricInput("m", "numeric", {"control": MeanStats(3, 3.0, 5.0)}),
+                    MetricInput("m", "binary", {"control": MeanStats(3, 1.0, 1.0)}),
+                ]
+            },
+            "metrics",
+        ),
     ],
 )
 def test_caller_mistakes_raise_with_the_field_named(kwargs: dict[str, object], field: str) -> None:

@@ -336,6 +336,14 @@ def analyze_experiment(
         [a.weight for a in arms],
         threshold=srm_threshold,
     )
+    names = [m.metric_name for m in metrics]
+    if len(set(names)) != len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        raise StatsInputError(
+            f"metric names must be unique (they key the looks of a running experiment); "
+            f"repeated: {repeated}",
+            field="metrics",
+        )
     methods = [_check_metric(m, i, arm_ids) for i, m in enumerate(metrics)]
     comparisons = [
         _compare_arms(m, method, baseline, arm_ids, alpha)
