@@ -19,6 +19,16 @@ db_app = typer.Typer(help="Migrate the app database.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
+sheet_app = typer.Typer(help="Participant-type config sheets.", no_args_is_help=True)
+ptype_app = typer.Typer(help="Register and inspect participant types.", no_args_is_help=True)
+ds_app = typer.Typer(help="Register and check datasources.", no_args_is_help=True)
+app.add_typer(sheet_app, name="sheet")
+app.add_typer(ptype_app, name="participant-type")
+app.add_typer(ds_app, name="datasource")
+
+OrganizationOption = Annotated[
+    str, typer.Option("--organization", "-o", help="Organization to act for.")
+]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -35,9 +45,17 @@ def _settings(data_dir: Path | None = None):  # type: ignore[no-untyped-def]
 
 
 def _runtime(data_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    from xngin.services.catalog import sync_declared_datasources
     from xngin.services.runtime import Runtime
 
-    return Runtime.start(_settings(data_dir))
+    runtime = Runtime.start(_settings(data_dir))
+    sync_declared_datasources(runtime)
+    return runtime
+
+
+def _fail(exc: XnginError) -> typer.Exit:
+    err_console.print(f"[red]error[/red]{f' ({exc.field})' if exc.field else ''}: {exc.message}")
+    return typer.Exit(1)
 
 
 @app.command()
@@ -186,6 +204,117 @@ def apikey_revoke(key: Annotated[str, typer.Argument(help="Key id or prefix.")])
     finally:
         runtime.close()
     console.print(f"revoked {key}")
+
+
+@ds_app.command("add")
+def datasource_add(
+    name: Annotated[str, typer.Option(help="Datasource name.")],
+    url: Annotated[str, typer.Option(help="SQLAlchemy URL, or =secret:NAME.")],
+    organization: OrganizationOption = "default",
+) -> None:
+    """Register (or replace) a warehouse and check that it answers."""
+    from xngin.services.access import organization_principal
+    from xngin.services.catalog import register_datasource
+
+    runtime = _runtime()
+    try:
+        principal = organization_principal(runtime, organization)
+        with runtime.sessions.begin() as session:
+            info = register_datasource(runtime, session, principal, name=name, url=url, options={})
+    except XnginError as exc:
+        raise _fail(exc) from exc
+    finally:
+        runtime.close()
+    console.print(f"datasource {info.name} ({info.dialect}): {info.status}")
+
+
+@ds_app.command("list")
+def datasource_list(organization: OrganizationOption = "default") -> None:
+    """List datasources with a connection check."""
+    from xngin.services.access import organization_principal
+    from xngin.services.catalog import check_all_datasources
+
+    runtime = _runtime()
+    try:
+        organization_principal(runtime, organization)
+        results = check_all_datasources(runtime)
+    finally:
+        runtime.close()
+    table = Table("datasource", "dialect", "status")
+    for r in results:
+        table.add_row(r.name, r.kind, "ok" if r.ok else r.detail)
+    console.print(table)
+
+
+@sheet_app.command("bootstrap")
+def sheet_bootstrap(
+    datasource: Annotated[str, typer.Option(help="Datasource holding the table.")],
+    table: Annotated[str, typer.Option(help="Table or view, one row per participant.")],
+    out: Annotated[Path | None, typer.Option(help="Write the CSV here (default: stdout).")] = None,
+    organization: OrganizationOption = "default",
+) -> None:
+    """Propose a config sheet from the table's schema and values, as CSV to edit."""
+    from xngin.services.access import organization_principal
+    from xngin.services.catalog import bootstrap_sheet
+    from xngin.sheets import write_sheet_csv, write_sheet_file
+
+    runtime = _runtime()
+    try:
+        principal = organization_principal(runtime, organization)
+        with err_console.status(f"Reading {table} in {datasource}…"), runtime.sessions() as session:
+            sheet = bootstrap_sheet(
+                runtime, session, principal, datasource=datasource, table_name=table
+            )
+    except XnginError as exc:
+        raise _fail(exc) from exc
+    finally:
+        runtime.close()
+    if out is None:
+        print(write_sheet_csv(sheet), end="")
+    else:
+        write_sheet_file(sheet, out)
+        err_console.print(
+            f"wrote {len(sheet.fields)} rows to {out}; mark the roles, then run "
+            f"`xngin participant-type register --sheet {out} ...`"
+        )
+
+
+@ptype_app.command("register")
+def participant_type_register(
+    name: Annotated[str, typer.Option(help="Participant type name.")],
+    datasource: Annotated[str, typer.Option(help="Datasource holding the table.")],
+    table: Annotated[str, typer.Option(help="Table or view, one row per participant.")],
+    sheet: Annotated[str, typer.Option(help="CSV file path or Google Sheet URL.")],
+    organization: OrganizationOption = "default",
+) -> None:
+    """Register a participant type from its config sheet (every problem reported at once)."""
+    from xngin.services.access import organization_principal
+    from xngin.services.catalog import register_participant_type
+
+    runtime = _runtime()
+    try:
+        principal = organization_principal(runtime, organization)
+        with runtime.sessions.begin() as session:
+            pt, warnings = register_participant_type(
+                runtime,
+                session,
+                principal,
+                name=name,
+                datasource=datasource,
+                table_name=table,
+                sheet_url=sheet,
+                allow_local_sheet=True,
+            )
+            summary = (
+                f"participant type {pt.name}: {len(pt.fields)} fields, id {pt.unique_id_field}"
+            )
+    except XnginError as exc:
+        raise _fail(exc) from exc
+    finally:
+        runtime.close()
+    console.print(summary)
+    for w in warnings:
+        console.print(f"[yellow]warning[/yellow] row {w.row} {w.field or ''}: {w.message}")
 
 
 @app.command()

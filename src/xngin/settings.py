@@ -82,6 +82,10 @@ class Settings(BaseSettings):
         default=None,
         description="Service-account JSON key used to read config sheets from Google Sheets.",
     )
+    sheets_dir: Path | None = Field(
+        default=None,
+        description="Folder whose CSV config sheets API callers may name in sheet_url.",
+    )
     log_level: str = Field(default="info", description="Log level of the server.")
     field_values_ttl_seconds: int = Field(
         default=300, ge=0, description="How long /v1/filters|metrics|strata answers are cached."

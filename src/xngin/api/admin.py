@@ -107,7 +107,8 @@ class ParticipantTypeCreate(BaseModel):
         default=None, description="The config sheet's rows (or give sheet_url)."
     )
     sheet_url: str | None = Field(
-        default=None, description="A CSV file path on the server or a Google Sheet URL."
+        default=None,
+        description="A Google Sheet URL, or a CSV file name inside the server's sheets_dir.",
     )
 
     @model_validator(mode="after")
@@ -175,11 +176,7 @@ def _participant_type_out(
 def create_participant_type(
     body: ParticipantTypeCreate, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
 ) -> ParticipantTypeOut:
-    if body.fields is not None:
-        sheet = ParticipantSheet(fields=tuple(body.fields))
-    else:
-        assert body.sheet_url is not None
-        sheet = catalog.read_sheet_from(runtime, body.sheet_url)
+    sheet = ParticipantSheet(fields=tuple(body.fields)) if body.fields is not None else None
     pt, warnings = catalog.register_participant_type(
         runtime,
         session,

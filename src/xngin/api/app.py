@@ -10,7 +10,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 
 from xngin import __version__
 from xngin.api.errors import install_error_handlers
+from xngin.services.catalog import sync_declared_datasources
 from xngin.services.health import check_stores
+from xngin.services.lifecycle import start_scheduler
 from xngin.services.runtime import Runtime
 from xngin.settings import Settings, get_settings
 
@@ -28,9 +30,13 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
         app.state.runtime = runtime or Runtime.start(settings or get_settings())
+        if owned:
+            sync_declared_datasources(app.state.runtime)
+        stop_scheduler = start_scheduler(app.state.runtime)
         try:
             yield
         finally:
+            stop_scheduler()
             if owned:
                 app.state.runtime.close()
 
@@ -62,9 +68,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    from xngin.api import admin, assign, participants, power
+    from xngin.api import admin, assign, experiments, participants, power
 
     app.include_router(admin.router, prefix="/v1")
+    app.include_router(experiments.router, prefix="/v1")
     app.include_router(participants.router, prefix="/v1")
     app.include_router(power.router, prefix="/v1")
     app.include_router(assign.router, prefix="/v1")

@@ -84,3 +84,10 @@ def revoke_api_key(runtime: Runtime, *, key_id_or_prefix: str) -> None:
     with runtime.sessions.begin() as session:
         if repo.revoke_api_key(session, key_id_or_prefix=key_id_or_prefix) is None:
             raise NotFound(f"no single API key has id or prefix {key_id_or_prefix!r}", field="key")
+
+
+def organization_principal(runtime: Runtime, organization: str, *, actor: str = "cli") -> Principal:
+    """Act for an organization by name (CLI and admin tasks); created on first use."""
+    with runtime.sessions.begin() as session:
+        org = repo.get_or_create_organization(session, organization)
+        return Principal(organization_id=org.id, organization_name=org.name, api_key_id=actor)

@@ -28,7 +28,8 @@ from xngin.sheets import (
     SheetRow,
     check_sheet,
     detect_drift,
-    read_sheet,
+    is_google_sheet_url,
+    load_sheet,
 )
 from xngin.store import catalog as repo
 from xngin.store import organizations as orgs
@@ -226,15 +227,35 @@ def register_participant_type(
     name: str,
     datasource: str,
     table_name: str,
-    sheet: ParticipantSheet,
-    sheet_url: str | None,
+    sheet: ParticipantSheet | None = None,
+    sheet_url: str | None = None,
+    allow_local_sheet: bool = False,
 ) -> tuple[ParticipantType, list[SheetProblem]]:
-    """Check the sheet against the table and save the participant type; returns its warnings."""
+    """Check a sheet (given, or read from ``sheet_url``) against the table and save the type.
+
+    Every problem of the sheet is reported at once (``SheetInvalid``); warnings are returned.
+    ``allow_local_sheet`` lets the CLI read a CSV path; API callers may only name a Google Sheet
+    or a CSV inside ``settings.sheets_dir``, so a request can never read other server files.
+    """
     ds = _get_datasource(session, principal, datasource, field="datasource")
-    schema = table_schema(runtime, ds, table_name)
-    warnings = check_sheet(sheet, schema, source=sheet_url or "")
+    engine = datasource_engine(runtime, ds)
+    schema = introspect.table_schema(engine, table_name)
+    distinct = introspect.distinct_counts(engine, schema)
+    if sheet is not None:
+        warnings = check_sheet(sheet, schema, distinct_counts=distinct)
+    else:
+        if sheet_url is None:
+            raise InvalidInput("give the sheet's fields or a sheet_url", field="fields")
+        location = _sheet_location(runtime.settings, sheet_url, allow_local=allow_local_sheet)
+        checked = load_sheet(
+            location,
+            schema,
+            distinct_counts=distinct,
+            credentials_file=runtime.settings.google_credentials_file,
+        )
+        sheet, warnings = checked.sheet, list(checked.warnings)
     unique_id = sheet.unique_id()
-    assert unique_id is not None  # check_sheet guarantees exactly one
+    assert unique_id is not None  # a checked sheet has exactly one
     pt = repo.upsert_participant_type(
         session,
         organization_id=principal.organization_id,
@@ -248,9 +269,20 @@ def register_participant_type(
     return pt, warnings
 
 
-def read_sheet_from(runtime: Runtime, location: str) -> ParticipantSheet:
-    """Read a config sheet from a CSV path or a Google Sheet URL (not yet checked)."""
-    return read_sheet(location, credentials_file=runtime.settings.google_credentials_file)
+def _sheet_location(settings: Settings, location: str, *, allow_local: bool) -> str:
+    if is_google_sheet_url(location) or allow_local:
+        return location
+    base = settings.sheets_dir
+    if base is not None:
+        path = (base / location).resolve()
+        if path.is_relative_to(base.resolve()):
+            return str(path)
+    raise InvalidInput(
+        "sheet_url must be a Google Sheet URL"
+        + (f" or a CSV file name inside the server's sheets_dir ({base})" if base else "")
+        + "; local files are read only by the CLI (`xngin participant-type register`)",
+        field="sheet_url",
+    )
 
 
 def get_participant_type(
