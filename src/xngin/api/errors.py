@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -35,7 +36,7 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return JSONResponse({"error": body}, status_code=status)
 
 
-def field_path(loc: tuple[object, ...] | list[object]) -> str:
+def field_path(loc: Sequence[object]) -> str:
     """('body', 'arms', 0, 'weight') -> 'arms[0].weight' (the request section is dropped)."""
     parts = list(loc)
     if parts and parts[0] in ("body", "query", "path", "header", "cookie"):

@@ -33,7 +33,7 @@ from xngin.services.design import (
 from xngin.services.runtime import Runtime
 from xngin.stats.assignment import assign_arms, assign_with_rerandomization
 from xngin.stats.balance import BalanceCheck, check_balance, prepare_covariates
-from xngin.stats.binning import code_strata
+from xngin.stats.binning import FieldKind, code_strata
 
 #: Covariates beyond the strata that enter the balance check (the sheet's metric fields).
 MAX_BALANCE_COVARIATES = 20
@@ -67,7 +67,7 @@ class AssignmentOutcome:
         return [json.dumps(label, default=str, sort_keys=True) for label in self.stratum_labels]
 
 
-def _kind(data_type: DataType) -> str:
+def _kind(data_type: DataType) -> FieldKind:
     return "numeric" if data_type.is_numeric or data_type.is_temporal else "categorical"
 
 

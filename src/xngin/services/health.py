@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from xngin.errors import XnginError
 from xngin.services.runtime import Runtime
 
 
@@ -42,10 +43,12 @@ def check_event_store(runtime: Runtime) -> StoreStatus:
     url = runtime.settings.resolved_event_store_url
     kind = url.split(":", 1)[0]
     try:
-        problem = runtime.event_store.ping()
+        runtime.event_store.ping()
+    except XnginError as exc:
+        return StoreStatus("event_store", kind, False, runtime.settings.redact(exc.message))
     except Exception as exc:
         return StoreStatus("event_store", kind, False, runtime.settings.redact(_short(exc)))
-    return StoreStatus("event_store", kind, problem is None, problem or "")
+    return StoreStatus("event_store", kind, True)
 
 
 def check_cache(runtime: Runtime) -> StoreStatus:

@@ -21,7 +21,7 @@ from xngin.services.design import (
     stats_input_errors,
 )
 from xngin.services.runtime import Runtime
-from xngin.stats.power import PowerDesign, analyze_metric_power
+from xngin.stats.power import MetricType, PowerDesign, analyze_metric_power
 
 
 def analyze_power(
@@ -58,7 +58,7 @@ def analyze_power(
     analyses = []
     for i, (metric, column) in enumerate(zip(metrics, columns, strict=True)):
         b = baselines[column.name]
-        metric_type = "binary" if column.data_type is DataType.BOOLEAN else "numeric"
+        metric_type: MetricType = "binary" if column.data_type is DataType.BOOLEAN else "numeric"
         with stats_input_errors():
             result = analyze_metric_power(
                 metric_type=metric_type,
