@@ -34,7 +34,31 @@ def app_database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'app.sqlite'}"
 
 
-@pytest.fixture(params=["duckdb", "postgres"])
+CLICKHOUSE_DDL = """
+CREATE TABLE {db}.beneficiaries (
+    participant_id String, region Nullable(String), gender Nullable(String), age Int64,
+    household_size Int64, monthly_income Nullable(Float64), has_phone UInt8,
+    enrolled_on Date, last_contact_at DateTime, savings_balance Float64,
+    completed_training UInt8, attended_meetings Int64
+) ENGINE = MergeTree ORDER BY participant_id
+"""
+
+
+def _load_clickhouse(database: str, people: pd.DataFrame) -> None:
+    from clickhouse_driver import Client
+
+    client = Client(host=servers.CLICKHOUSE_HOST, port=servers.CLICKHOUSE_PORT)
+    client.execute(CLICKHOUSE_DDL.format(db=database))
+    rows = [
+        tuple(None if (isinstance(v, float) and np.isnan(v)) else v for v in row)
+        for row in people.astype(object).itertuples(index=False, name=None)
+    ]
+    rows = [(*r[:6], int(r[6]), r[7], r[8].to_pydatetime(), r[9], int(r[10]), r[11]) for r in rows]
+    client.execute(f"INSERT INTO {database}.beneficiaries VALUES", rows)
+    client.disconnect()
+
+
+@pytest.fixture(params=["duckdb", "postgres", "clickhouse"])
 def warehouse_url(
     request: pytest.FixtureRequest, tmp_path: Path, people: pd.DataFrame
 ) -> Iterator[str]:
@@ -46,6 +70,13 @@ def warehouse_url(
             conn.register("frame", people)
             conn.execute("CREATE TABLE beneficiaries AS SELECT * FROM frame")
         yield f"duckdb:///{path}"
+    elif request.param == "clickhouse":
+        with servers.temporary_clickhouse_database("xngin_wh") as database:
+            _load_clickhouse(database, people)
+            yield (
+                f"clickhouse+native://default:@{servers.CLICKHOUSE_HOST}:"
+                f"{servers.CLICKHOUSE_PORT}/{database}"
+            )
     else:
         with servers.temporary_postgres_database("xngin_wh") as url:
             engine = sa.create_engine(url)

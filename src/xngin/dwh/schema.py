@@ -59,3 +59,10 @@ class TableSchema:
             if col.name == name:
                 return col
         return None
+
+
+def declared_type_fits(declared: DataType, actual: DataType) -> bool:
+    """Whether a config sheet may declare ``declared`` for a column the warehouse reports as
+    ``actual``: the same type, or boolean for an integer column (0/1 flags in warehouses without
+    a boolean type, such as ClickHouse's UInt8)."""
+    return declared is actual or (declared is DataType.BOOLEAN and actual is DataType.INTEGER)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from xngin.dwh.schema import DataType, TableSchema
+from xngin.dwh.schema import DataType, TableSchema, declared_type_fits
 from xngin.sheets.model import ParticipantSheet, SheetRow
 from xngin.sheets.problems import Severity
 
@@ -88,7 +88,7 @@ def detect_drift(sheet: ParticipantSheet, schema: TableSchema) -> list[Drift]:
                     sheet_type=row.data_type,
                 )
             )
-        elif column.data_type is not row.data_type:
+        elif not declared_type_fits(row.data_type, column.data_type):
             drifts.append(
                 Drift(
                     DriftKind.TYPE_CHANGED,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from xngin.dwh.schema import DataType, TableSchema
+from xngin.dwh.schema import DataType, TableSchema, declared_type_fits
 from xngin.sheets.bootstrap import guess_unique_id
 from xngin.sheets.model import STRATA_MAX_DISTINCT, ParticipantSheet, SheetRow
 from xngin.sheets.problems import Severity, SheetInvalid, SheetProblem
@@ -196,7 +196,7 @@ def _column_problems(number: int, row: SheetRow, schema: TableSchema) -> list[Sh
                 "unknown_column",
             )
         ]
-    if column.data_type is not row.data_type:
+    if not declared_type_fits(row.data_type, column.data_type):
         return [
             _error(
                 number,
