@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
 from xngin.errors import XnginError
 from xngin.services.runtime import Runtime
 
@@ -23,10 +21,7 @@ def check_app_database(runtime: Runtime) -> StoreStatus:
 
     kind = runtime.app_engine.dialect.name
     try:
-        with runtime.app_engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-        url = runtime.settings.resolved_database_url
-        current, head = current_revision(url), head_revision(url)
+        current, head = current_revision(runtime.app_engine), head_revision()
     except Exception as exc:  # any driver error means "not usable"; say which
         return StoreStatus("app_database", kind, False, runtime.settings.redact(_short(exc)))
     if current != head:

@@ -60,16 +60,20 @@ def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
 
 
-def current_revision(url: str) -> str | None:
-    engine = create_app_engine(url)
-    try:
-        with engine.connect() as conn:
+def current_revision(url_or_engine: str | sa.Engine) -> str | None:
+    """The app database's migration revision (None before the first migration)."""
+    if isinstance(url_or_engine, sa.Engine):
+        with url_or_engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
+    engine = create_app_engine(url_or_engine)
+    try:
+        return current_revision(engine)
     finally:
         engine.dispose()
 
 
-def head_revision(url: str) -> str | None:
+def head_revision(url: str = "sqlite://") -> str | None:
+    """The newest revision the code knows (the URL does not matter)."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config(url)).get_current_head()
