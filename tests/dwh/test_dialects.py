@@ -194,3 +194,13 @@ def test_custom_constructs_do_not_share_cached_sql():
     expected_a = sorted([1, 2], key=lambda a: dialects.seeded_hash_hex(a, 1))
     expected_b = sorted([1, 2], key=lambda a: dialects.seeded_hash_hex({1: 20, 2: 10}[a], 1))
     assert (by_a, by_b) == (expected_a, expected_b)
+
+
+def test_text_values_in_unions_are_cast_only_where_types_would_clash():
+    table = sa.table("t", sa.column("s"))
+    stmt = sa.select(dialects.union_text(table.c.s))
+
+    assert compiled(stmt, stand_in("postgresql")).startswith("SELECT CAST(t.s AS VARCHAR)")
+    assert compiled(stmt, stand_in("clickhouse")).startswith("SELECT CAST(t.s AS Nullable(String))")
+    assert compiled(stmt, stand_in("duckdb")).startswith("SELECT t.s")
+    assert compiled(stmt, stand_in("sqlite")).startswith("SELECT t.s")

@@ -128,3 +128,86 @@ def test_field_values_reject_a_limit_that_is_not_a_positive_integer(table, limit
     with pytest.raises(InvalidInput) as info:
         field_values(None, table, [ColumnInfo("category", DataType.STRING)], limit=limit)
     assert info.value.field == "limit"
+
+
+@pytest.mark.postgres
+def test_postgres_enum_and_uuid_columns_are_listed_as_text(postgres_url):
+    import sqlalchemy as sa
+
+    from xngin.dwh import engines
+
+    engine = engines.get_engine(name="pg-enum", url=postgres_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TYPE mood AS ENUM ('sad', 'ok')")
+            conn.exec_driver_sql("CREATE TABLE people (m mood, u uuid, active boolean)")
+            conn.exec_driver_sql(
+                "INSERT INTO people VALUES ('ok', '00000000-0000-0000-0000-00000000000a', true),"
+                " ('ok', '00000000-0000-0000-0000-00000000000a', NULL), (NULL, NULL, false)"
+            )
+        table = sa.table("people", sa.column("m"), sa.column("u"), sa.column("active"))
+        fields = [
+            ColumnInfo("m", DataType.STRING),
+            ColumnInfo("u", DataType.UUID),
+            ColumnInfo("active", DataType.BOOLEAN),
+        ]
+
+        got = field_values(engine, table, fields)
+    finally:
+        engines.forget_engine(name="pg-enum")
+
+    assert got["m"].distinct == (ValueCount("ok", 2), ValueCount(None, 1))
+    assert got["u"].distinct == (
+        ValueCount("00000000-0000-0000-0000-00000000000a", 2),
+        ValueCount(None, 1),
+    )
+    assert got["active"].distinct == (
+        ValueCount(False, 1),
+        ValueCount(True, 1),
+        ValueCount(None, 1),
+    )
+
+
+@pytest.mark.clickhouse
+def test_clickhouse_low_cardinality_and_uuid_columns(clickhouse_database):
+    import uuid
+
+    import sqlalchemy as sa
+    from clickhouse_driver import Client
+
+    from xngin.dwh import engines
+    from xngin.testing import servers
+
+    client = Client(host=servers.CLICKHOUSE_HOST, port=servers.CLICKHOUSE_PORT)
+    client.execute(
+        f"CREATE TABLE {clickhouse_database}.people (lc LowCardinality(String), u UUID, "
+        "d Decimal(10, 2)) ENGINE = MergeTree ORDER BY u",
+        settings={"allow_experimental_low_cardinality_type": 1},
+    )
+    client.execute(
+        f"INSERT INTO {clickhouse_database}.people VALUES",
+        [("a", uuid.UUID(int=1), 1), ("a", uuid.UUID(int=2), 2), ("b", uuid.UUID(int=2), 3)],
+    )
+    client.disconnect()
+    engine = engines.get_engine(
+        name="ch-lc",
+        url=f"clickhouse+native://{servers.CLICKHOUSE_HOST}:{servers.CLICKHOUSE_PORT}/"
+        f"{clickhouse_database}",
+    )
+    table = sa.table("people", sa.column("lc"), sa.column("u"), sa.column("d"))
+    fields = [
+        ColumnInfo("lc", DataType.STRING),
+        ColumnInfo("u", DataType.UUID),
+        ColumnInfo("d", DataType.DECIMAL),
+    ]
+    try:
+        got = field_values(engine, table, fields)
+    finally:
+        engines.forget_engine(name="ch-lc")
+
+    assert got["lc"].distinct == (ValueCount("a", 2), ValueCount("b", 1))
+    assert got["u"].distinct == (
+        ValueCount(str(uuid.UUID(int=2)), 2),
+        ValueCount(str(uuid.UUID(int=1)), 1),
+    )
+    assert (got["d"].min, got["d"].max, got["d"].null_count) == (1, 3, 0)

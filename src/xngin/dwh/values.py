@@ -167,9 +167,10 @@ def field_values(
         )
     for i, f in enumerate(categorical):
         col = column_of(table, f.name)
-        if f.data_type is not DataType.BOOLEAN:
-            # Text in every branch: PostgreSQL would not unite uuid or enum columns with text.
-            col = dialects.as_text(col)
+        if f.data_type is DataType.UUID:
+            col = dialects.as_text(col)  # one spelling whether the column is uuid or text
+        elif f.data_type is DataType.STRING:
+            col = dialects.union_text(col)
         counts = (
             where(
                 sa.select(col.label("v"), sa.func.count().label("n"))
