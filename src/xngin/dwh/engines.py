@@ -16,9 +16,9 @@ is installed (the ``bigquery``, ``snowflake`` and ``redshift`` extras of xngin).
 Options
 -------
 ``pool_size``, ``max_overflow``, ``pool_timeout``, ``pool_recycle``, ``pool_pre_ping`` (pool
-settings), ``connect_args`` (passed to the driver) and ``schema``: the schema (ClickHouse:
-database) holding the participant tables, made the connection's default so that unqualified
-table names resolve there.
+settings), ``connect_args`` (passed to the driver; PostgreSQL gets ``connect_timeout=10`` unless
+given) and ``schema``: the schema (ClickHouse: database) holding the participant tables, made the
+connection's default so that unqualified table names resolve there.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ _POOL_OPTIONS: dict[str, type | tuple[type, ...]] = {
     "pool_recycle": int,
     "pool_pre_ping": bool,
 }
+_CONNECT_TIMEOUT_S = 10
 _OPTION_NAMES = sorted([*_POOL_OPTIONS, "connect_args", "schema"])
 
 # Custom execution options carried by every connection of a datasource engine.
@@ -224,8 +225,12 @@ def _create(name: str, parsed: sa.URL, options: Mapping[str, Any]) -> sa.Engine:
         # A ClickHouse "schema" is a database; the native driver takes it from the URL.
         parsed = parsed.set(database=schema)
     kwargs: dict[str, Any] = {k: options[k] for k in _POOL_OPTIONS if k in options}
-    if "connect_args" in options:
-        kwargs["connect_args"] = dict(options["connect_args"])
+    connect_args = dict(options.get("connect_args") or {})
+    if parsed.drivername == "postgresql+psycopg" and "connect_timeout" not in parsed.query:
+        # libpq waits for the OS (minutes) on an unanswered host; /health should not.
+        connect_args.setdefault("connect_timeout", _CONNECT_TIMEOUT_S)
+    if connect_args:
+        kwargs["connect_args"] = connect_args
     execution_options = {_NAME_OPTION: name, _SCHEMA_OPTION: schema}
     try:
         engine = sa.create_engine(parsed, execution_options=execution_options, **kwargs)
