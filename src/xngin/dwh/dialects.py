@@ -7,10 +7,13 @@ Everything else in ``dwh`` is dialect-neutral SQLAlchemy Core. The differences h
   warehouse has built in (SQLite gets a deterministic user function from :func:`prepare_engine`),
   so the same seed orders the same IDs identically in every warehouse and in Python
   (``hashlib.md5(f"{seed}:{id}".encode()).hexdigest()``);
-- ClickHouse 18.16 has no ``true``/``false`` literals, joins only on equality keys (a join on
-  ``true`` becomes ``CROSS JOIN``), cannot compare ``Decimal`` columns with
-  ``Float64`` or other decimals' parameters, and reports a refused connection only when a query
-  runs;
+- ClickHouse 18.16 has no ``true``/``false`` literals or booleans (``UInt8``; see
+  :class:`ParameterBoolean`), joins only on equality keys (:func:`cross_join`), cannot compare
+  ``Decimal`` columns with parameters (:func:`comparable`), fails ``CAST`` of NULLs to
+  non-Nullable types, and reports a refused connection only when a query runs
+  (:func:`is_connection_failure`);
+- PostgreSQL casts text parameters to ``VARCHAR`` (:class:`ParameterText`) and resolves UNION
+  column types pairwise (:func:`typed_null`, :func:`union_text`);
 - a column as text (:func:`as_text`) and as a double-precision number (:func:`as_double`).
 """
 
