@@ -183,3 +183,68 @@ class AuditEntry(Base):
     actor: Mapped[str] = mapped_column(sa.String(200))
     action: Mapped[str] = mapped_column(sa.String(50))
     changes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class MetricDefinition(Base):
+    """A named way to measure participants: an event aggregate, a ratio of two, or a sheet column.
+
+    ``source`` is the definition's JSON as validated by ``services.metrics`` (``kind`` "event",
+    "ratio" or "sheet" and its fields); experiments refer to definitions by ``name``.
+    """
+
+    __tablename__ = "metric_definitions"
+    __table_args__ = (sa.UniqueConstraint("organization_id", "name"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
+    organization_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    unit: Mapped[str] = mapped_column(sa.String(50), default="")
+    type: Mapped[str] = mapped_column(sa.String(20))  # binary | mean | count | ratio
+    source: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Adjust with the same events before each participant's anchor (CUPED); event sources only.
+    cuped: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class Feature(Base):
+    """A feature flag or setting whose value experiments' arms may set (``config.features``)."""
+
+    __tablename__ = "features"
+    __table_args__ = (sa.UniqueConstraint("organization_id", "name"),)
+
+    id: Mapped[str] = mapped_column(sa.String(32), primary_key=True, default=new_id)
+    organization_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    type: Mapped[str] = mapped_column(sa.String(20))  # boolean | string | number | json
+    # None: any value of the type; else the list of accepted values.
+    allowed_values: Mapped[list[Any] | None] = mapped_column(sa.JSON)
+    # Wrapped as {"value": ...} so that a JSON null default stays distinguishable from SQL NULL.
+    default_value: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class ExperimentMetric(Base):
+    """A metric an experiment is analyzed on, with its role (primary, secondary, guardrail)."""
+
+    __tablename__ = "experiment_metrics"
+
+    experiment_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("experiments.id", ondelete="CASCADE"), primary_key=True
+    )
+    metric_name: Mapped[str] = mapped_column(sa.String(200), primary_key=True)
+    position: Mapped[int] = mapped_column()
+    role: Mapped[str] = mapped_column(sa.String(20))  # primary | secondary | guardrail
+    # {"threshold", "direction", "relative", "auto_stop"} for guardrails, else None.
+    guardrail: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
