@@ -35,6 +35,7 @@ from xngin.services.lifecycle import (
     load_experiment,
     ramp_steps,
 )
+from xngin.services.power import analyze_power
 from xngin.services.runtime import Runtime
 from xngin.store import catalog as catalog_repo
 from xngin.store import experiments as repo
@@ -281,8 +282,6 @@ def _power_analyses(
 ) -> list[dict[str, Any]]:
     if not spec.metrics:
         return []
-    from xngin.services.power import analyze_power
-
     analyses = analyze_power(
         runtime,
         session,

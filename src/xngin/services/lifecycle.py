@@ -36,6 +36,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from xngin.errors import Conflict, InvalidInput, NotFound, Unavailable
 from xngin.services.access import Principal
+from xngin.services.assign import assign_audience
 from xngin.services.design import ArmIn, FilterIn
 from xngin.services.runtime import Runtime
 from xngin.store import experiments as repo
@@ -216,8 +217,6 @@ def _assign(
     runtime: Runtime, session: Session, principal: Principal, experiment: Experiment, now: datetime
 ) -> dict[str, Any]:
     """Draw and assign the audience, replace the stored assignment, return the summary."""
-    from xngin.services.assign import assign_audience
-
     try:
         from xngin.store.assignments import replace_assignments_from_outcome
     except ModuleNotFoundError as exc:  # the stored-assignments repository ships separately

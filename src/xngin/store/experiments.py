@@ -23,7 +23,7 @@ def get_experiment(
     query = (
         sa.select(Experiment)
         .where(Experiment.id == experiment_id, Experiment.organization_id == organization_id)
-        .options(selectinload(Experiment.arms))
+        .options(selectinload(Experiment.arms), selectinload(Experiment.participant_type))
     )
     if for_update:
         query = query.with_for_update()
@@ -46,7 +46,7 @@ def list_experiments(
     query = (
         sa.select(Experiment)
         .where(Experiment.organization_id == organization_id)
-        .options(selectinload(Experiment.arms))
+        .options(selectinload(Experiment.arms), selectinload(Experiment.participant_type))
         .order_by(Experiment.created_at.desc(), Experiment.id.desc())
         .limit(limit)
     )
