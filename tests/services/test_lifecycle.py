@@ -413,51 +413,47 @@ def test_saved_ramp_is_what_allocation_reads(
         assert lifecycle.current_allocation(experiment, datetime(2090, 1, 2, tzinfo=UTC)) == 50
 
 
-@pytest.mark.parametrize(
-    ("overrides", "field"),
-    [
-        (
-            {"ramp_schedule": [{"at": "2090-01-01T00:00:00Z", "allocation": 10}]},
-            "ramp_schedule",
-        ),  # preassigned
-        (
-            {
-                "type": "online",
-                "ramp_schedule": [
-                    {"at": "2090-01-01T00:00:00Z", "allocation": 30},
-                    {"at": "2090-01-02T00:00:00Z", "allocation": 20},
-                ],
-            },
-            "ramp_schedule[1].allocation",
-        ),
-        (
-            {
-                "type": "online",
-                "ramp_schedule": [
-                    {"at": "2090-01-02T00:00:00Z", "allocation": 10},
-                    {"at": "2090-01-01T00:00:00Z", "allocation": 20},
-                ],
-            },
-            "ramp_schedule[1].at",
-        ),
-        (
-            {
-                "type": "online",
-                "traffic_allocation": 40,
-                "ramp_schedule": [{"at": "2090-01-01T00:00:00Z", "allocation": 60}],
-            },
-            "ramp_schedule[0].allocation",
-        ),
-    ],
-)
+BAD_RAMPS: list[tuple[dict[str, Any], str]] = [
+    (
+        {"ramp_schedule": [{"at": "2090-01-01T00:00:00Z", "allocation": 10}]},
+        "ramp_schedule",
+    ),  # preassigned
+    (
+        {
+            "type": "online",
+            "ramp_schedule": [
+                {"at": "2090-01-01T00:00:00Z", "allocation": 30},
+                {"at": "2090-01-02T00:00:00Z", "allocation": 20},
+            ],
+        },
+        "ramp_schedule[1].allocation",
+    ),
+    (
+        {
+            "type": "online",
+            "ramp_schedule": [
+                {"at": "2090-01-02T00:00:00Z", "allocation": 10},
+                {"at": "2090-01-01T00:00:00Z", "allocation": 20},
+            ],
+        },
+        "ramp_schedule[1].at",
+    ),
+    (
+        {
+            "type": "online",
+            "traffic_allocation": 40,
+            "ramp_schedule": [{"at": "2090-01-01T00:00:00Z", "allocation": 60}],
+        },
+        "ramp_schedule[0].allocation",
+    ),
+]
+
+
 def test_a_bad_ramp_is_refused_naming_the_step(
-    runtime: Runtime,
-    principal: Principal,
-    make_design: Callable[..., dict[str, Any]],
-    overrides: dict[str, Any],
-    field: str,
+    runtime: Runtime, principal: Principal, make_design: Callable[..., dict[str, Any]]
 ) -> None:
-    spec = ExperimentCreate.model_validate(make_design(**overrides))
-    with runtime.sessions.begin() as session, pytest.raises(InvalidInput) as refused:
-        experiments.create_experiment(runtime, session, principal, spec)
-    assert refused.value.field == field
+    for overrides, field in BAD_RAMPS:
+        spec = ExperimentCreate.model_validate(make_design(**overrides))
+        with runtime.sessions.begin() as session, pytest.raises(InvalidInput) as refused:
+            experiments.create_experiment(runtime, session, principal, spec)
+        assert refused.value.field == field, overrides
