@@ -1,13 +1,17 @@
 """An experiment's life: states, the actions that move it, schedules, and traffic allocation.
 
-::
-
-    draft ──assign──▶ assigned ──commit──▶ committed ──start──▶ running ◀──resume── paused
-      │  (preassigned)   │  ▲ assign (redo)    │                  │ └──pause──▶──┘    │
-      │                  │  └─────┘            │                  │                   │
-      ├──commit (online only)──────────────────┘                  ├─ end_at ─▶ completed
-      └──abandon──▶ abandoned ◀──abandon── assigned                └─ stop ──▶ stopped
-                                       (committed, running and paused can be stopped)
+=========  ======================================  ==========================
+action     allowed from                            leads to
+=========  ======================================  ==========================
+assign     draft, assigned (preassigned only)      assigned
+commit     assigned; draft for online experiments  committed
+start      committed (or the clock at start_at)    running
+pause      running                                 paused
+resume     paused                                  running
+stop       committed, running, paused (+ reason)   stopped
+abandon    draft, assigned                         abandoned
+(clock)    running, paused at end_at               completed
+=========  ======================================  ==========================
 
 A preassigned experiment draws its audience from the warehouse and assigns it up front, so it
 must be ``assigned`` before ``commit``; an online experiment assigns participants when they are
