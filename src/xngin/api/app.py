@@ -75,4 +75,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(participants.router, prefix="/v1")
     app.include_router(power.router, prefix="/v1")
     app.include_router(assign.router, prefix="/v1")
+    from xngin.web import create_web_app  # the web UI, a sub-application with HTML errors
+
+    app.mount("/ui", create_web_app(app))
     return app
