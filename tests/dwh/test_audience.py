@@ -180,3 +180,34 @@ def test_bad_arguments_are_invalid_input(table, fields, kwargs, field):
     with pytest.raises(InvalidInput) as info:
         audience_rows(None, table, id_field=fields["id"], columns=[], filters=None, **kwargs)
     assert info.value.field == field
+
+
+def test_categorical_columns_travel_as_level_codes_with_filters_on_their_values(warehouse):
+    """``coded`` returns each row's position in the levels (NULL included, an unlisted value
+    gets UNLISTED_LEVEL), while a filter on the same column still sees its values."""
+    from xngin.dwh.audience import UNLISTED_LEVEL
+
+    levels = ["gamma", None, "alpha"]  # deliberately partial (no delta) and out of order
+    where = compile_filters(
+        warehouse.table,
+        [AudienceFilter("category", Relation.EXCLUDES, ["beta"])],
+        allowed={"category": DataType.STRING},
+    )
+    got = collect(
+        audience_rows(
+            warehouse.engine,
+            warehouse.table,
+            id_field=warehouse.field("id"),
+            columns=[warehouse.field("category")],
+            filters=where,
+            seed=5,
+            coded={"category": levels},
+        )
+    )
+    expected = {
+        r["id"]: levels.index(r["category"]) if r["category"] in levels else UNLISTED_LEVEL
+        for r in warehouse.rows
+        if r["category"] != "beta"
+    }
+    assert dict(zip(got["id"], got["category"], strict=True)) == expected
+    assert set(expected.values()) == {0, 1, 2, UNLISTED_LEVEL}

@@ -9,7 +9,7 @@ API process unless the caller collects it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -18,10 +18,21 @@ import sqlalchemy as sa
 from xngin.dwh import dialects
 from xngin.dwh.columns import column_of, python_value
 from xngin.dwh.engines import connect
-from xngin.dwh.schema import ColumnInfo
+from xngin.dwh.filters import parameter_type
+from xngin.dwh.schema import ColumnInfo, DataType
 from xngin.errors import InvalidInput
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "audience_rows", "audience_statement", "count_audience"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "UNLISTED_LEVEL",
+    "audience_rows",
+    "audience_statement",
+    "count_audience",
+    "level_code",
+]
+
+#: Code of a value that is not among the levels given to :func:`level_code`.
+UNLISTED_LEVEL = -1
 
 DEFAULT_CHUNK_SIZE = 50_000
 
@@ -48,6 +59,32 @@ def _check_int(value: Any, *, field: str, minimum: int) -> None:
         raise InvalidInput(f"{field} must be an integer >= {minimum}, got {value!r}", field=field)
 
 
+def level_code(
+    table: sa.TableClause, column: ColumnInfo, levels: Sequence[Any]
+) -> sa.ColumnElement[int]:
+    """The position of each row's value in ``levels`` (None for NULL may be among them).
+
+    A categorical stratum then travels as a small integer instead of its text, and the
+    participant's stratum is known without hashing strings in Python. A value missing from
+    ``levels`` (added to the table since they were listed) gets :data:`UNLISTED_LEVEL`. Values
+    are bound parameters; the statement's shape depends only on how many levels there are.
+    """
+
+    typed = sa.type_coerce(column_of(table, column.name), parameter_type(column.data_type))
+
+    # The codes are our own integers, written into the SQL as Int64 literals so that every
+    # branch has one type (ClickHouse refuses a CASE whose branches it types differently).
+    def code(number: int) -> sa.ColumnElement[int]:
+        return sa.cast(sa.literal_column(str(int(number))), sa.BigInteger())
+
+    whens: list[tuple[sa.ColumnElement[bool], sa.ColumnElement[int]]] = []
+    for position, value in enumerate(levels):
+        whens.append((typed.is_(None) if value is None else typed == value, code(position)))
+    if not whens:
+        return code(UNLISTED_LEVEL)
+    return sa.case(*whens, else_=code(UNLISTED_LEVEL))
+
+
 def audience_statement(
     table: sa.TableClause,
     *,
@@ -56,6 +93,7 @@ def audience_statement(
     filters: sa.ColumnElement[bool] | None,
     seed: int,
     limit: int | None = None,
+    coded: Mapping[str, Sequence[Any]] | None = None,
 ) -> sa.Select[Any]:
     """The SELECT behind :func:`audience_rows` (exposed for SQL compilation checks).
 
@@ -66,9 +104,19 @@ def audience_statement(
     if limit is not None:
         _check_int(limit, field="desired_n", minimum=0)
     participant_id = column_of(table, id_field.name)
-    wanted = [c for c in dict.fromkeys(c.name for c in columns) if c != id_field.name]
+    by_name = {c.name: c for c in columns}
+    wanted = [c for c in by_name if c != id_field.name]
+    coded = coded or {}
+    # Labelled apart from the column: ClickHouse lets a SELECT alias shadow the column of the
+    # same name in WHERE, where the filters expect the values, not their codes.
+    selected = [
+        level_code(table, by_name[name], coded[name]).label(f"{name}__level")
+        if name in coded
+        else column_of(table, name)
+        for name in wanted
+    ]
     stmt = (
-        sa.select(participant_id, *(column_of(table, name) for name in wanted))
+        sa.select(participant_id, *selected)
         .select_from(table)
         .order_by(dialects.SeededHash(participant_id, seed=seed), participant_id)
     )
@@ -89,6 +137,7 @@ def audience_rows(
     seed: int,
     limit: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    coded: Mapping[str, Sequence[Any]] | None = None,
 ) -> Iterator[pd.DataFrame]:
     """The audience's IDs and chosen columns in seeded random order, as a stream of DataFrames.
 
@@ -111,6 +160,9 @@ def audience_rows(
         Return only the first ``limit`` participants in that order (``desired_n``; >= 0).
     chunk_size : int, default 50,000
         Rows per DataFrame (>= 1).
+    coded : mapping of str to sequence, optional
+        Categorical columns to return as integer level codes (:func:`level_code`) rather than
+        values: column name to its levels.
 
     Yields
     ------
@@ -130,10 +182,18 @@ def audience_rows(
     """
     _check_int(chunk_size, field="chunk_size", minimum=1)
     stmt = audience_statement(
-        table, id_field=id_field, columns=columns, filters=filters, seed=seed, limit=limit
+        table,
+        id_field=id_field,
+        columns=columns,
+        filters=filters,
+        seed=seed,
+        limit=limit,
+        coded=coded,
     )
     wanted = [id_field] + [
-        c for c in {c.name: c for c in columns}.values() if c.name != id_field.name
+        ColumnInfo(c.name, DataType.INTEGER) if coded and c.name in coded else c
+        for c in {c.name: c for c in columns}.values()
+        if c.name != id_field.name
     ]
     names = [c.name for c in wanted]
     return _stream(engine, stmt, wanted, names, chunk_size)

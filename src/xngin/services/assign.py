@@ -14,14 +14,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import sqlalchemy as sa
 from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from xngin.dwh.audience import audience_rows
+from xngin.dwh.audience import UNLISTED_LEVEL, audience_rows
 from xngin.dwh.schema import ColumnInfo, DataType
+from xngin.dwh.values import DistinctValues, field_values
 from xngin.services.access import Principal
-from xngin.services.catalog import open_participant_type
+from xngin.services.catalog import OpenParticipantType, open_participant_type
 from xngin.services.design import (
     ArmIn,
     FilterIn,
@@ -33,7 +35,7 @@ from xngin.services.design import (
 from xngin.services.runtime import Runtime
 from xngin.stats.assignment import assign_arms, assign_with_rerandomization
 from xngin.stats.balance import BalanceCheck, check_balance, prepare_covariates
-from xngin.stats.binning import FieldKind, code_strata
+from xngin.stats.binning import CodedField, FieldKind, code_strata
 
 #: Covariates beyond the strata that enter the balance check (the sheet's metric fields).
 MAX_BALANCE_COVARIATES = 20
@@ -98,6 +100,43 @@ def balance_json(check: BalanceCheck) -> dict[str, Any]:
     }
 
 
+#: Categorical strata with at most this many values travel from the warehouse as level codes.
+MAX_CODED_LEVELS = 1000
+UNLISTED_LABEL = "(unlisted)"
+
+
+def _strata_levels(
+    pt: OpenParticipantType, strata_columns: list[ColumnInfo], condition: sa.ColumnElement[bool]
+) -> dict[str, list[Any]]:
+    """Levels of the categorical strata in the audience (one aggregate query), so that the
+    audience query can return small integer codes instead of values."""
+    categorical = [c for c in strata_columns if c.data_type.is_categorical]
+    if not categorical:
+        return {}
+    listed = field_values(
+        pt.engine, pt.table, categorical, filters=condition, limit=MAX_CODED_LEVELS
+    )
+    levels = {}
+    for name, values in listed.items():
+        if isinstance(values, DistinctValues) and values.complete:
+            # Sorted, so a stratum's number does not depend on how often its value occurs.
+            ordered = sorted((v.value for v in values.distinct), key=lambda v: (v is None, v))
+            levels[name] = ordered
+    return levels
+
+
+def _codes_and_labels(codes: NDArray[Any], levels: list[Any]) -> tuple[NDArray[np.intp], list[Any]]:
+    """Level codes from the warehouse; a value added since the levels were read gets a level of
+    its own (they are then one stratum together, a safe default for a rare race)."""
+    out = codes.astype(np.intp)
+    labels = list(levels)
+    unlisted = out == UNLISTED_LEVEL
+    if unlisted.any():
+        out[unlisted] = len(labels)
+        labels.append(UNLISTED_LABEL)
+    return out, labels
+
+
 def _empty_outcome(n_arms: int) -> AssignmentOutcome:
     return AssignmentOutcome(
         sample_size=0,
@@ -153,6 +192,7 @@ def assign_audience(
         ][:MAX_BALANCE_COVARIATES]
     )
 
+    levels = _strata_levels(pt, strata_columns, condition)
     chunks = list(
         audience_rows(
             pt.engine,
@@ -162,6 +202,7 @@ def assign_audience(
             filters=condition,
             seed=seed,
             limit=desired_n,
+            coded=levels,
         )
     )
     frame = (
@@ -174,15 +215,25 @@ def assign_audience(
         return _empty_outcome(len(arms))
     weights = [a.weight for a in arms]
     kinds = {c.name: _kind(c.data_type) for c in covariate_columns}
+    strata_values: dict[str, Any] = {}
+    covariate_values: dict[str, Any] = {}
+    for c in covariate_columns:
+        column = frame[c.name].to_numpy()
+        if c.name in levels:
+            codes, labels = _codes_and_labels(column, levels[c.name])
+            strata_values[c.name] = CodedField(codes, labels)
+            covariate_values[c.name] = np.asarray(labels, dtype=object)[codes]
+        else:
+            covariate_values[c.name] = column
+            if c in strata_columns:
+                strata_values[c.name] = column
     with stats_input_errors():
         coding = code_strata(
-            {c.name: frame[c.name].to_numpy() for c in strata_columns},
-            kinds={c.name: kinds[c.name] for c in strata_columns},
+            {c.name: strata_values[c.name] for c in strata_columns},
+            kinds={c.name: kinds[c.name] for c in strata_columns if c.name not in levels},
             n_participants=n,
         )
-        covariates = prepare_covariates(
-            {c.name: frame[c.name].to_numpy() for c in covariate_columns}, kinds=kinds
-        )
+        covariates = prepare_covariates(covariate_values, kinds=kinds)
         # Seeds are non-negative in stats; the warehouse hash takes any 64-bit value.
         stats_seed = seed % (2**63)
         if rerandomize is None:
