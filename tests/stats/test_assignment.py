@@ -51,13 +51,16 @@ weights_strategy = st.lists(st.floats(0.1, 10.0), min_size=2, max_size=5)
     sizes=st.lists(st.integers(0, 40), min_size=1, max_size=30),
     weights=weights_strategy,
     seed=st.integers(0, 2**32),
+    shuffled_input=st.booleans(),
 )
 def test_every_stratum_and_arm_total_is_within_one_of_its_target(
-    sizes: list[int], weights: list[float], seed: int
+    sizes: list[int], weights: list[float], seed: int, shuffled_input: bool
 ) -> None:
     codes = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(sizes)), sizes))
 
-    result = assign_arms(codes, weights=weights, seed=seed, n_strata=len(sizes))
+    result = assign_arms(
+        codes, weights=weights, seed=seed, n_strata=len(sizes), shuffled_input=shuffled_input
+    )
 
     assert result.arms.shape == codes.shape  # every participant assigned exactly once
     assert set(result.arms.tolist()) <= set(range(len(weights)))
@@ -264,3 +267,29 @@ def test_rerandomization_rejects_a_bad_max_tries() -> None:
             codes, weights=[1, 1], seed=1, covariates=prepare_covariates(fields), max_tries=0
         )
     assert error.value.field == "max_tries"
+
+
+def test_shuffled_input_deals_each_strata_blocks_in_input_order() -> None:
+    """With an input order that is already random (the warehouse's seeded hash order), arms are
+    dealt in that order: within a stratum, earlier participants take the earlier arms' seats."""
+    codes = np.array([1, 0, 1, 0, 1, 0, 1, 0, 0])
+    result = assign_arms(codes, weights=[1, 1], seed=4, shuffled_input=True)
+    counts = result.stratum_arm_counts
+    for stratum in (0, 1):
+        arms_in_order = result.arms[codes == stratum]
+        expected = np.repeat([0, 1], counts[stratum])
+        assert arms_in_order.tolist() == expected.tolist()
+
+
+def test_shuffled_input_gives_each_arm_its_share_over_random_orders() -> None:
+    """Over random input orders (new seed each time), each participant's chance of each arm is
+    its weight share, as with the internal shuffle."""
+    weights = [1.0, 3.0]
+    codes = np.repeat([0, 1, 2], [5, 7, 4])
+    hits = np.zeros(len(codes))
+    draws = 4000
+    for seed in range(draws):
+        order = np.random.default_rng(seed).permutation(len(codes))
+        arms = assign_arms(codes[order], weights=weights, seed=seed, shuffled_input=True).arms
+        hits[order] += arms == 1
+    assert np.allclose(hits / draws, 0.75, atol=0.035)

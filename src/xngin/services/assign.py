@@ -237,8 +237,13 @@ def assign_audience(
         # Seeds are non-negative in stats; the warehouse hash takes any 64-bit value.
         stats_seed = seed % (2**63)
         if rerandomize is None:
+            # The warehouse returned the audience in seeded-hash order: a random order already.
             assignment = assign_arms(
-                coding.codes, weights=weights, seed=stats_seed, n_strata=coding.n_strata
+                coding.codes,
+                weights=weights,
+                seed=stats_seed,
+                n_strata=coding.n_strata,
+                shuffled_input=True,
             )
             check = check_balance(
                 covariates, assignment.arms, n_arms=len(arms), p_threshold=BALANCE_P_THRESHOLD

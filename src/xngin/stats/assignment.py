@@ -314,6 +314,7 @@ def assign_arms(
     weights: Sequence[float],
     seed: int,
     n_strata: int | None = None,
+    shuffled_input: bool = False,
 ) -> Assignment:
     """Stratified permuted-block assignment with arm weights.
 
@@ -328,6 +329,11 @@ def assign_arms(
         >= 0. The same seed and input order give the same assignment.
     n_strata : int, optional
         Number of strata (rows of ``stratum_arm_counts``); default ``max(code) + 1``.
+    shuffled_input : bool, optional
+        True when the input order is itself a seeded random permutation of the audience, as
+        the warehouse returns it (ordered by a seeded hash of the ID). Participants are then
+        dealt their stratum's arms in input order, skipping a second shuffle; the assignment is
+        as random as that order. Default False: shuffle within strata here.
 
     Returns
     -------
@@ -347,11 +353,14 @@ def assign_arms(
     )
     sizes = np.bincount(codes, minlength=strata).astype(np.int64)
     counts = _stratum_arm_counts(sizes, shares, rounding_rng)
-    # Random order within strata: shuffle everyone, then a stable sort by stratum (a radix sort
-    # when the codes fit in 16 bits).
-    order = shuffle_rng.permutation(codes.shape[0])
+    # Random order within strata: shuffle everyone (unless the input order already is random),
+    # then a stable sort by stratum (a radix sort when the codes fit in 16 bits).
     narrow = codes.astype(np.uint16) if strata <= 1 << 16 else codes
-    order = order[np.argsort(narrow[order], kind="stable")]
+    if shuffled_input:
+        order = np.argsort(narrow, kind="stable")
+    else:
+        order = shuffle_rng.permutation(codes.shape[0])
+        order = order[np.argsort(narrow[order], kind="stable")]
     dealt = np.repeat(np.tile(np.arange(shares.shape[0], dtype=np.intp), strata), counts.ravel())
     arms = np.empty(codes.shape[0], dtype=np.intp)
     arms[order] = dealt
