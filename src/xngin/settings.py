@@ -86,6 +86,12 @@ class Settings(BaseSettings):
         default=None,
         description="Folder whose CSV config sheets API callers may name in sheet_url.",
     )
+    scheduler_interval_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="How often scheduled experiment starts and ends are applied; 0 turns the "
+        "scheduler off in this process (another replica may run it).",
+    )
     log_level: str = Field(default="info", description="Log level of the server.")
     field_values_ttl_seconds: int = Field(
         default=300, ge=0, description="How long /v1/filters|metrics|strata answers are cached."

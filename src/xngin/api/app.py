@@ -32,11 +32,15 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         app.state.runtime = runtime or Runtime.start(settings or get_settings())
         if owned:
             sync_declared_datasources(app.state.runtime)
-        stop_scheduler = start_scheduler(app.state.runtime)
+        interval = app.state.runtime.settings.scheduler_interval_seconds
+        stop_scheduler = (
+            start_scheduler(app.state.runtime, interval_seconds=interval) if interval else None
+        )
         try:
             yield
         finally:
-            stop_scheduler()
+            if stop_scheduler is not None:
+                stop_scheduler()
             if owned:
                 app.state.runtime.close()
 
@@ -68,13 +72,20 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    from xngin.api import admin, assign, experiments, participants, power
+    from xngin.api import admin, assign, assignments, experiments, participants, power
 
     app.include_router(admin.router, prefix="/v1")
+    app.include_router(assignments.router, prefix="/v1")
     app.include_router(experiments.router, prefix="/v1")
     app.include_router(participants.router, prefix="/v1")
     app.include_router(power.router, prefix="/v1")
     app.include_router(assign.router, prefix="/v1")
+    from xngin.api import analysis, definitions, events
+
+    app.include_router(events.router, prefix="/v1")
+    app.include_router(definitions.metric_definitions_router, prefix="/v1")
+    app.include_router(definitions.features_router, prefix="/v1")
+    app.include_router(analysis.router, prefix="/v1")
     from xngin.web import create_web_app  # the web UI, a sub-application with HTML errors
 
     app.mount("/ui", create_web_app(app))
