@@ -140,7 +140,7 @@ def _load_dialect(parsed: sa.URL, *, name: str | None) -> None:
     package = SUPPORTED_BACKENDS[backend]
     try:
         dialect_cls = parsed.get_dialect()
-    except sa.exc.NoSuchModuleError as exc:
+    except (sa.exc.NoSuchModuleError, ImportError) as exc:  # absent, or present but broken
         hint = f"install {package}" if package else "check the driver name in the URL scheme"
         raise InvalidInput(
             f"{who}the SQLAlchemy dialect for {parsed.drivername!r} is not installed; {hint}",
