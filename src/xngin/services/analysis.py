@@ -145,7 +145,10 @@ def _event_outcomes(
     method: Method,
     alpha: float,
 ) -> list[_Outcome]:
-    store = runtime.event_store
+    try:
+        store = runtime.event_store  # opened (and migrated) on first use
+    except XnginError as exc:
+        return [_Outcome(m, error=_failure(exc)) for m in metrics]
     expected = {a: n for a, n in assigned.items() if n}
     for attempt in (1, 2):
         outcomes, stale = [], False
