@@ -1,8 +1,9 @@
 """Dependencies of the web routes: the runtime, the request's transaction, the signed-in caller.
 
 The same pattern as :mod:`xngin.api.deps`: one transaction per request, committed when the
-route returns and rolled back when it raises. Routes that show an error page raise
-:class:`xngin.web.rendering.ShowPage`, so a failed action never commits half its work.
+route returns (before the response is sent) and rolled back when it raises. Routes that show an
+error page raise :class:`xngin.web.rendering.ShowPage`, so a failed action never commits half
+its work.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the transaction ends when the route returns, before the response is sent.
+# With FastAPI's default ("request") it would commit only after the response went out, so a
+# browser following a redirect could load the next page before the change was committed.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_codec(request: Request) -> SessionCodec:
