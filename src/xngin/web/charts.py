@@ -48,7 +48,7 @@ BAR_WIDTH = 640
 #: Height of one arm in :func:`forest_plot`, and its label and value columns.
 FOREST_ROW_HEIGHT = 36
 FOREST_LABEL_WIDTH = 140
-FOREST_VALUE_WIDTH = 170
+FOREST_VALUE_WIDTH = 190
 FOREST_WIDTH = 640
 
 
@@ -325,6 +325,9 @@ class ForestRow:
     upper: float | None
     significant: bool = False
     note: str = ""
+    #: An always-valid interval (confidence sequence), drawn as a thin band behind the interval.
+    sequence_lower: float | None = None
+    sequence_upper: float | None = None
 
 
 def forest_plot(
@@ -352,7 +355,8 @@ def forest_plot(
     -------
     Markup
         The ``<svg>``: per row a ``line`` of class ``interval`` (``data-lower``/``data-upper``)
-        and a ``rect`` of class ``estimate`` (``data-estimate``) centred on the estimate; the
+        and a ``rect`` of class ``estimate`` (``data-estimate``) centred on the estimate, and
+        when given a wider ``line`` of class ``sequence`` for the always-valid interval; the
         zero line has class ``zero``.
     """
     height = max(1, len(rows)) * FOREST_ROW_HEIGHT + 44
@@ -368,6 +372,8 @@ def forest_plot(
     extent = [0.0]
     for row in drawable:
         extent += [row.lower or 0.0, row.upper or 0.0, row.estimate or 0.0]
+        if _finite(row.sequence_lower, row.sequence_upper):
+            extent += [row.sequence_lower or 0.0, row.sequence_upper or 0.0]
     ticks = nice_ticks(min(extent), max(extent), count=4)
     scale = LinearScale((ticks[0], ticks[-1]), (plot.x0, plot.x1))
     body = []
@@ -390,6 +396,20 @@ def forest_plot(
             continue
         css = "significant" if row.significant else "not-significant"
         x_est = scale(row.estimate)
+        if row.sequence_lower is not None and row.sequence_upper is not None:
+            if _finite(row.sequence_lower, row.sequence_upper):
+                body.append(
+                    element(
+                        "line",
+                        x1=scale(row.sequence_lower),
+                        y1=cy,
+                        x2=scale(row.sequence_upper),
+                        y2=cy,
+                        class_="sequence",
+                        data_lower=repr(row.sequence_lower),
+                        data_upper=repr(row.sequence_upper),
+                    )
+                )
         body.append(
             element(
                 "line",

@@ -225,7 +225,9 @@ def results_view(analysis: Any, *, alpha: float) -> dict[str, Any]:
     ----------
     analysis : mapping or dataclass
         ``{"srm": {...}, "metrics": [{"metric_name", "method", "variance_reduction",
-        "arms": [...]}]}`` as the analysis service returns it.
+        "arms": [...]}]}`` as :func:`xngin.services.analysis.analyze` returns it; arms may
+        carry ``always_valid_ci_lower/upper`` (drawn behind the interval) and ``history`` (the
+        always-valid p-value at earlier looks, drawn over time).
     alpha : float
         The experiment's significance level; effects whose (adjusted) p-value is below it are
         drawn as significant.
@@ -246,6 +248,8 @@ def results_view(analysis: Any, *, alpha: float) -> dict[str, Any]:
                 upper=a.get("ci_upper"),
                 significant=_significant(a, alpha),
                 note=str(a.get("error_message") or a.get("error_code") or "no estimate"),
+                sequence_lower=a.get("always_valid_ci_lower"),
+                sequence_upper=a.get("always_valid_ci_upper"),
             )
             for a in compared
         ]
@@ -261,8 +265,10 @@ def results_view(analysis: Any, *, alpha: float) -> dict[str, Any]:
             f"{baseline.get('arm_name') if baseline else 'baseline'}",
         )
         histories = [c for c in (_history_chart(name, a) for a in compared) if c is not None]
+        sequences = any(a.get("always_valid_ci_lower") is not None for a in compared)
         metrics.append(
             {**metric, "arms": arms, "forest": chart, "histories": histories,
-             "baseline": baseline}
+             "baseline": baseline, "has_sequences": sequences,
+             "participation": {p.get("arm_id"): p for p in metric.get("participation") or []}}
         )  # fmt: skip
     return {**plain, "metrics": metrics}

@@ -1,38 +1,33 @@
 """Results: per metric, effects with confidence intervals as a forest plot, p-values raw and
-adjusted, CUPED variance reduction, always-valid p-values, and the sample-ratio check."""
+adjusted, CUPED variance reduction, always-valid p-values, guardrails and the sample-ratio check.
+
+The analysis is :func:`xngin.services.analysis.analyze`, as ``GET /v1/experiments/{id}/analysis``
+computes it; like that endpoint it may stop a running experiment whose guardrail is breached
+beyond doubt (an auto-stop guardrail), which the page then says.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from fastapi import APIRouter, Request
-from sqlalchemy.orm import Session
 from starlette.responses import Response
 
 from xngin.errors import XnginError
-from xngin.services import experiments
-from xngin.services.access import Principal
-from xngin.services.runtime import Runtime
+from xngin.services import analysis, experiments
 from xngin.web.deps import PrincipalDep, RuntimeDep, SessionDep
 from xngin.web.rendering import render
 from xngin.web.views import results_view
 
 router = APIRouter()
 
-
-def _analysis(
-    runtime: Runtime, session: Session, principal: Principal, experiment_id: str
-) -> Any | None:
-    """The analysis service's answer, or None in a build without it (it ships separately)."""
-    import importlib
-
-    try:
-        analysis = importlib.import_module("xngin.services.analysis")
-    except ModuleNotFoundError as exc:
-        if exc.name != "xngin.services.analysis":
-            raise
-        return None
-    return analysis.analyze_experiment(runtime, session, principal, experiment_id=experiment_id)
+CORRECTIONS = {
+    "holm": "Holm",
+    "bh": "Benjamini-Hochberg",
+    "bonferroni": "Bonferroni",
+    "none": "none",
+}
+METHODS = {"auto": "per-arm tests (Welch, proportions, CUPED)", "regression": "regression"}
 
 
 @router.get("/experiments/{experiment_id}/results", name="ui_results")
@@ -42,16 +37,22 @@ def results(
     principal: PrincipalDep,
     session: SessionDep,
     runtime: RuntimeDep,
+    correction: Literal["holm", "bh", "bonferroni", "none"] = "holm",
+    method: Literal["auto", "regression"] = "auto",
 ) -> Response:
     view = experiments.describe(experiments.get_experiment(session, principal, experiment_id))
     problem = ""
     shown = None
     try:
-        found = _analysis(runtime, session, principal, experiment_id)
-        if found is None:
-            problem = "The analysis service is not part of this build yet."
-        else:
-            shown = results_view(found, alpha=float(view.get("alpha") or 0.05))
+        found = analysis.analyze(
+            runtime,
+            session,
+            principal,
+            experiment_id=experiment_id,
+            correction=correction,
+            method=method,
+        )
+        shown = results_view(found, alpha=float(found.get("alpha") or view["alpha"]))
     except XnginError as exc:
         problem = exc.message
     return render(
@@ -63,5 +64,9 @@ def results(
             "experiment": view,
             "analysis": shown,
             "problem": problem,
+            "correction": correction,
+            "method": method,
+            "corrections": CORRECTIONS,
+            "methods": METHODS,
         },
     )
