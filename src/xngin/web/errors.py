@@ -50,9 +50,11 @@ class FieldErrors:
 def _target(path: str, input_names: Sequence[str]) -> str | None:
     if path in input_names:
         return path
-    for name in input_names:
-        if name.startswith(path + ".") or name.startswith(path + "["):
-            return name
+    # A whole row (metrics[1]) -> its first input; a whole list (arms) -> its section instead.
+    if path.endswith("]"):
+        for name in input_names:
+            if name.startswith(path + "."):
+                return name
     # A list field shown as one multi-valued input: strata[2] -> strata.
     base = _INDEX_SUFFIX.sub("", path)
     if base != path and base in input_names:

@@ -120,12 +120,12 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
     raw = (high - low) / max(count, 1)
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    start = math.floor(low / step + 1e-9) * step
-    stop = math.ceil(high / step - 1e-9) * step
-    n = round((stop - start) / step)
-    # Rounding to the step's decimals keeps 0.30000000000000004 out of labels.
-    decimals = max(0, -math.floor(math.log10(step)) + 1)
-    return [round(start + i * step, decimals) for i in range(n + 1)]
+    first = math.floor(low / step + 1e-9)
+    last = math.ceil(high / step - 1e-9)
+    # Multiples of the step, rounded to its decimals (2.5 needs one more than its power of
+    # ten): keeps 0.30000000000000004 out of labels.
+    decimals = max(0, -math.floor(math.log10(step)) + 2)
+    return [round(k * step, decimals) for k in range(first, last + 1)]
 
 
 def log_ticks(low: float, high: float) -> list[float]:

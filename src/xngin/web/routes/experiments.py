@@ -127,7 +127,13 @@ def _detail_context(
         "nav": "experiments",
         "experiment": view,
         "actions": [
-            {"name": a, "label": ACTION_LABELS.get(a, a), "confirm": a in CONFIRMED_ACTIONS}
+            {
+                "name": a,
+                "label": "Assign participants"
+                if a == "assign" and view["state"] == "draft"
+                else ACTION_LABELS.get(a, a),
+                "confirm": a in CONFIRMED_ACTIONS,
+            }
             for a in view["allowed_actions"]
         ],
         "power": [power_view(a) for a in view.get("power_analyses") or []],

@@ -63,7 +63,13 @@ def participant_type(
         drift = []
         problems.append(f"Could not compare the sheet with the table: {exc.message}")
     values: dict[str, Any] = {}
-    for role in FieldRole:
+    broken = sorted({d.field_name for d in drift if d.severity == "error"})
+    if broken:
+        # Querying columns the table lost fails in the warehouse; show the sheet without values.
+        problems.append(
+            f"Values are not shown until the sheet matches the table again ({', '.join(broken)})."
+        )
+    for role in FieldRole if not broken else ():
         try:
             described = describe_fields(
                 runtime, session, principal, participant_type=name, role=role
