@@ -125,7 +125,8 @@ def test_errors_are_shown_next_to_the_field_at_fault(
     page = read_page(response.text)
     messages = _error_follows_its_input(page, name)
     assert any(words in m for m in messages), messages
-    assert page.find("div", id="error-summary")
+    summary = page.find("div", id="error-summary")
+    assert page.within(summary, "a", href="#" + (page.by_name(name).get("id") or "?"))
 
 
 def test_too_few_arms_is_shown_on_the_arms_section(
