@@ -31,7 +31,9 @@ def get_session(runtime: RuntimeDep) -> Iterator[Session]:
         yield session
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so a client's next request sees the
+# change and a failing commit becomes the response (the default scope commits afterwards).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_principal(
