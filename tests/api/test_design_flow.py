@@ -317,3 +317,20 @@ def test_hostile_field_names_get_422(client: TestClient, key: str, name: str) ->
     )
     assert r.status_code == 422
     assert r.json()["error"]["field"] in ("filters[0].field_name", "metrics[0]")
+
+
+def test_a_table_drifted_from_its_sheet_gets_409_not_500(
+    client: TestClient, key: str, warehouse_url: str
+) -> None:
+    from xngin.dwh.engines import get_engine
+
+    engine = get_engine(name="wh", url=warehouse_url)  # the app's own engine for this datasource
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE beneficiaries DROP COLUMN region")
+    headers = {"X-API-Key": key}
+    r = client.get("/v1/filters", params={"participant_type": "people"}, headers=headers)
+    assert r.status_code == 409, r.text
+    error = r.json()["error"]
+    assert (error["code"], error["field"]) == ("warehouse_query_failed", "participant_type")
+    drift = client.get("/v1/participant-types/people", headers=headers).json()["drift"]
+    assert [(d["kind"], d["field_name"]) for d in drift] == [("column_dropped", "region")]

@@ -23,7 +23,11 @@ from xngin.dwh.audience import UNLISTED_LEVEL, audience_rows
 from xngin.dwh.schema import ColumnInfo, DataType
 from xngin.dwh.values import DistinctValues, field_values
 from xngin.services.access import Principal
-from xngin.services.catalog import OpenParticipantType, open_participant_type
+from xngin.services.catalog import (
+    OpenParticipantType,
+    open_participant_type,
+    warehouse_queries,
+)
 from xngin.services.design import (
     ArmIn,
     FilterIn,
@@ -192,19 +196,20 @@ def assign_audience(
         ][:MAX_BALANCE_COVARIATES]
     )
 
-    levels = _strata_levels(pt, strata_columns, condition)
-    chunks = list(
-        audience_rows(
-            pt.engine,
-            pt.table,
-            id_field=id_column,
-            columns=covariate_columns,
-            filters=condition,
-            seed=seed,
-            limit=desired_n,
-            coded=levels,
+    with warehouse_queries(pt):
+        levels = _strata_levels(pt, strata_columns, condition)
+        chunks = list(
+            audience_rows(
+                pt.engine,
+                pt.table,
+                id_field=id_column,
+                columns=covariate_columns,
+                filters=condition,
+                seed=seed,
+                limit=desired_n,
+                coded=levels,
+            )
         )
-    )
     frame = (
         pd.concat(chunks, ignore_index=True)
         if chunks

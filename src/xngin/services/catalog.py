@@ -6,7 +6,8 @@ resolved only when an engine is made, so secrets never land in the app database 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -329,3 +330,36 @@ def open_participant_type(
         sheet=sheet,
         unique_id_field=pt.unique_id_field,
     )
+
+
+@contextmanager
+def warehouse_queries(pt: OpenParticipantType) -> Iterator[None]:
+    """Turn a query the warehouse refuses (a column dropped or retyped since the sheet was
+    saved) into a 409 naming the participant type, instead of an internal error."""
+    try:
+        yield
+    except XnginError:
+        raise
+    except Exception as exc:
+        if not _is_query_error(exc):
+            raise
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        detail = reason[0][:300] if reason else type(exc).__name__
+        raise Conflict(
+            f"the warehouse refused the query for participant type {pt.name!r} "
+            f"(table {pt.table.name!r}): {detail}. The table may have drifted from its sheet; "
+            f"GET /v1/participant-types/{pt.name} lists the differences",
+            field="participant_type",
+            code="warehouse_query_failed",
+        ) from exc
+
+
+def _is_query_error(exc: BaseException) -> bool:
+    if isinstance(exc, sa.exc.SQLAlchemyError):
+        return True
+    try:
+        from clickhouse_driver import errors as ch_errors
+        from clickhouse_sqlalchemy import exceptions as ch_sa_errors
+    except ImportError:  # pragma: no cover - core dependencies
+        return False
+    return isinstance(exc, ch_errors.Error | ch_sa_errors.DatabaseException)

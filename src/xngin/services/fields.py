@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from xngin.dwh.schema import ColumnInfo
 from xngin.dwh.values import DistinctValues, ValueRange, field_values
 from xngin.services.access import Principal
-from xngin.services.catalog import open_participant_type
+from xngin.services.catalog import open_participant_type, warehouse_queries
 from xngin.services.runtime import Runtime
 from xngin.sheets import SheetRow
 
@@ -86,7 +86,8 @@ def describe_fields(
         values = json.loads(cached)
     else:
         columns = [ColumnInfo(name=r.field_name, data_type=r.data_type) for r in rows]
-        computed = field_values(pt.engine, pt.table, columns) if columns else {}
+        with warehouse_queries(pt):
+            computed = field_values(pt.engine, pt.table, columns) if columns else {}
         values = {name: _values_json(v) for name, v in computed.items()}
         if ttl:
             runtime.cache.set(key, json.dumps(values).encode(), ttl=ttl)

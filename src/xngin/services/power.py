@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from xngin.dwh.baselines import metric_baselines
 from xngin.dwh.schema import DataType
 from xngin.services.access import Principal
-from xngin.services.catalog import open_participant_type
+from xngin.services.catalog import open_participant_type, warehouse_queries
 from xngin.services.design import (
     ArmIn,
     FilterIn,
@@ -54,7 +54,8 @@ def analyze_power(
             arm_weights=tuple(a.weight for a in arms),
             multiple_comparison=multiple_comparison,
         )
-    baselines = metric_baselines(pt.engine, pt.table, columns, filters=condition)
+    with warehouse_queries(pt):
+        baselines = metric_baselines(pt.engine, pt.table, columns, filters=condition)
     analyses = []
     for i, (metric, column) in enumerate(zip(metrics, columns, strict=True)):
         b = baselines[column.name]
