@@ -21,7 +21,7 @@ from scipy import stats as scipy_stats
 
 from xngin.events import Event, EventMetric
 from xngin.services.access import Principal
-from xngin.services.analysis import analyze
+from xngin.services.analysis import analyze, mirror_is_stale
 from xngin.services.events import event_metric_stats, mirror_assignments
 from xngin.services.metrics import EventSource
 from xngin.services.runtime import Runtime
@@ -358,3 +358,15 @@ def test_a_breached_guardrail_stops_the_experiment_only_when_asked(
         assert [e.action for e in stops] == (["stop"] if auto_stop else [])
         if auto_stop:
             assert "guardrail 'complaints'" in json.dumps(stops[0].changes)
+
+
+def test_a_mirror_is_stale_when_it_misses_more_than_arrivals_in_flight() -> None:
+    app = {"a": 5000, "b": 5000}
+    # Preassigned: the assignment is fixed, so any difference is stale, in either direction.
+    assert not mirror_is_stale({"a": 5000, "b": 5000}, app, online=False)
+    assert mirror_is_stale({"a": 5000, "b": 4999}, app, online=False)
+    assert mirror_is_stale({"a": 5000, "b": 5001}, app, online=False)
+    # Online: assignments made after the count, or not mirrored yet for a moment, are fine.
+    assert not mirror_is_stale({"a": 5007, "b": 4990}, app, online=True)
+    assert mirror_is_stale({"a": 5000, "b": 4989}, app, online=True)
+    assert mirror_is_stale({"a": 5000}, app, online=True)
