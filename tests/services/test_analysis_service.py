@@ -60,9 +60,10 @@ def warehouse(tmp_path: Path) -> tuple[str, dict[str, float]]:
     scores = {str(i): float(np.round(rng.normal(50, 10), 3)) for i in range(400)}
     path = tmp_path / "wh.duckdb"
     with duckdb.connect(str(path)) as conn:
-        conn.execute("CREATE TABLE people (participant_id BIGINT, score DOUBLE)")
-        conn.executemany(
-            "INSERT INTO people VALUES (?, ?)", [(int(k), v) for k, v in scores.items()]
+        conn.execute(
+            "CREATE TABLE people AS SELECT unnest($ids)::BIGINT AS participant_id,"
+            " unnest($scores)::DOUBLE AS score",
+            {"ids": [int(k) for k in scores], "scores": list(scores.values())},
         )
     return f"duckdb:///{path}", scores
 
