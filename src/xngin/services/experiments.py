@@ -24,6 +24,7 @@ from xngin.services.access import Principal
 from xngin.services.catalog import sheet_of
 from xngin.services.design import ArmIn, check_arms
 from xngin.services.experiment_specs import ExperimentCreate, ExperimentUpdate
+from xngin.services.features import check_arm_features
 from xngin.services.lifecycle import (
     FINAL_STATES,
     OPEN_STATES,
@@ -246,7 +247,12 @@ def _check_arm_ids(session: Session, arms: Sequence[ArmIn], *, own: set[str]) ->
 
 
 def _check_design(
-    session: Session, pt: ParticipantType, spec: ExperimentCreate, *, own_arm_ids: set[str]
+    session: Session,
+    principal: Principal,
+    pt: ParticipantType,
+    spec: ExperimentCreate,
+    *,
+    own_arm_ids: set[str],
 ) -> list[dict[str, Any]]:
     """Every check that needs no warehouse; returns the ramp schedule as stored."""
     sheet = sheet_of(pt)
@@ -257,6 +263,7 @@ def _check_design(
     )
     check_arms(spec.arms)
     _check_arm_ids(session, spec.arms, own=own_arm_ids)
+    check_arm_features(session, principal, [a.config for a in spec.arms])
     metric_fields = {row.field_name for row in sheet.metrics()}
     _check_marked(
         [m.field_name for m in spec.metrics], metric_fields, role="metric", field="metrics"
@@ -363,7 +370,7 @@ def create_experiment(
     pt = _participant_type(session, principal, spec.participant_type)
     if spec.seed is None:
         spec = spec.model_copy(update={"seed": secrets.randbelow(2**62)})
-    ramp = _check_design(session, pt, spec, own_arm_ids=set())
+    ramp = _check_design(session, principal, pt, spec, own_arm_ids=set())
     analyses = _power_analyses(runtime, session, principal, spec)
     now = datetime.now(UTC)
     experiment = Experiment(
@@ -464,7 +471,7 @@ def update_experiment(
         return experiment
     _check_editable(experiment, changed)
     pt = _participant_type(session, principal, spec.participant_type)
-    ramp = _check_design(session, pt, spec, own_arm_ids={a.id for a in experiment.arms})
+    ramp = _check_design(session, principal, pt, spec, own_arm_ids={a.id for a in experiment.arms})
     now = datetime.now(UTC)
     if changed & POWER_FIELDS:
         experiment.power_analyses = _power_analyses(runtime, session, principal, spec)

@@ -327,7 +327,23 @@ def perform_action(
         at=now,
     )
     session.flush()
+    if target.value in (State.COMMITTED, State.RUNNING) and experiment.type == "preassigned":
+        _mirror_to_event_store(runtime, session, experiment.id)
     return experiment
+
+
+def _mirror_to_event_store(runtime: Runtime, session: Session, experiment_id: str) -> None:
+    """Copy the fixed assignment into the event store, where analysis joins events to arms.
+
+    Best effort: an unreachable event store must not block a commit or start; the analysis
+    re-mirrors when it finds the copy stale.
+    """
+    from xngin.services.events import mirror_assignments
+
+    try:
+        mirror_assignments(runtime, experiment_id, connection=session.connection())
+    except Unavailable as exc:
+        log.warning("experiment %s: assignments not mirrored yet: %s", experiment_id, exc.message)
 
 
 # Schedules --------------------------------------------------------------------------------------
