@@ -58,3 +58,63 @@ def test_an_arm_setting_an_undefined_value_of_a_feature_is_refused(
             runtime, session, principal, ExperimentCreate.model_validate(body)
         )
     assert info.value.field == "arms[1].config.features.banner"
+
+
+def _act(runtime: Runtime, principal: Principal, experiment_id: str, action: str) -> None:
+    from xngin.services import lifecycle
+
+    with runtime.sessions.begin() as session:
+        lifecycle.perform_action(
+            runtime, session, principal, experiment_id=experiment_id, action=action
+        )
+
+
+@pytest.fixture
+def api_key(runtime: Runtime) -> str:
+    """A key of the principal's organization ("acme")."""
+    from xngin.services.access import issue_api_key
+
+    return issue_api_key(runtime, organization="acme").plaintext
+
+
+def test_a_state_action_reaches_the_next_lookup_despite_the_cache(
+    runtime: Runtime, principal: Principal, make_experiment: Callable[..., str], api_key: str
+) -> None:
+    from xngin.services.serving import lookup
+
+    experiment_id = make_experiment("running", type="online", filters=[], strata=[])
+    first = lookup(runtime, api_key=api_key, experiment_id=experiment_id, participant_id="n1")
+    assert first.arm is not None and first.state == "running"
+    _act(runtime, principal, experiment_id, "pause")
+    newcomer = lookup(runtime, api_key=api_key, experiment_id=experiment_id, participant_id="n2")
+    assert (newcomer.state, newcomer.arm, newcomer.reason) == (
+        "paused",
+        None,
+        "experiment_not_running",
+    )
+
+
+def test_an_online_first_assignment_is_mirrored_into_the_event_store(
+    runtime: Runtime, make_experiment: Callable[..., str], api_key: str
+) -> None:
+    from xngin.services.serving import lookup
+
+    experiment_id = make_experiment("running", type="online", filters=[], strata=[])
+    status = lookup(runtime, api_key=api_key, experiment_id=experiment_id, participant_id="n1")
+    assert status.arm is not None
+    mirrored = runtime.event_store.arm_participation(experiment_id)
+    assert {arm: p.assigned for arm, p in mirrored.items()} == {status.arm.arm_id: 1}
+
+
+def test_a_revoked_key_is_refused_by_the_very_next_lookup(
+    runtime: Runtime, make_experiment: Callable[..., str], api_key: str
+) -> None:
+    from xngin.errors import Unauthorized
+    from xngin.services.access import revoke_api_key
+    from xngin.services.serving import lookup
+
+    experiment_id = make_experiment("running", type="online", filters=[], strata=[])
+    lookup(runtime, api_key=api_key, experiment_id=experiment_id, participant_id="n1")
+    revoke_api_key(runtime, key_id_or_prefix=api_key[:10])
+    with pytest.raises(Unauthorized):
+        lookup(runtime, api_key=api_key, experiment_id=experiment_id, participant_id="n1")

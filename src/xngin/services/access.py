@@ -84,6 +84,10 @@ def revoke_api_key(runtime: Runtime, *, key_id_or_prefix: str) -> None:
     with runtime.sessions.begin() as session:
         if repo.revoke_api_key(session, key_id_or_prefix=key_id_or_prefix) is None:
             raise NotFound(f"no single API key has id or prefix {key_id_or_prefix!r}", field="key")
+    # Other replicas (and this process's cache of checked keys) learn of it at once.
+    from xngin.services.serving import note_api_key_revoked
+
+    note_api_key_revoked(runtime)
 
 
 def organization_principal(runtime: Runtime, organization: str, *, actor: str = "cli") -> Principal:

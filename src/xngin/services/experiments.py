@@ -38,6 +38,7 @@ from xngin.services.lifecycle import (
 )
 from xngin.services.power import analyze_power
 from xngin.services.runtime import Runtime
+from xngin.services.serving import invalidate_experiment
 from xngin.store import catalog as catalog_repo
 from xngin.store import experiments as repo
 from xngin.store.models import Arm, AuditEntry, Experiment, ParticipantType, new_id
@@ -486,6 +487,7 @@ def update_experiment(
         experiment.assign_summary = None
     experiment.updated_at = now
     flush_changes(session, experiment.id)
+    invalidate_experiment(runtime, experiment.id)
     after = describe(experiment)
     diff = {name: {"before": before[name], "after": after[name]} for name in sorted(changed)}
     if after["state"] != before["state"]:

@@ -43,6 +43,7 @@ from xngin.services.access import Principal
 from xngin.services.assign import assign_audience
 from xngin.services.design import ArmIn, FilterIn
 from xngin.services.runtime import Runtime
+from xngin.services.serving import invalidate_experiment
 from xngin.store import experiments as repo
 from xngin.store.models import Experiment
 
@@ -327,6 +328,7 @@ def perform_action(
         at=now,
     )
     session.flush()
+    invalidate_experiment(runtime, experiment.id)
     if target.value in (State.COMMITTED, State.RUNNING) and experiment.type == "preassigned":
         _mirror_to_event_store(runtime, session, experiment.id)
     return experiment
@@ -447,6 +449,7 @@ def start_scheduler(runtime: Runtime, *, interval_seconds: float = 5.0) -> Calla
                 with runtime.sessions.begin() as session:
                     moves = advance_schedules(session, datetime.now(UTC))
                 for m in moves:
+                    invalidate_experiment(runtime, m.experiment_id)
                     log.info(
                         "experiment %s: %s -> %s (scheduled)", m.experiment_id, m.before, m.after
                     )
@@ -492,18 +495,18 @@ def current_allocation(experiment: HasAllocation, now: datetime) -> float:
     float
         Percentage of eligible participants to include, in [0, 100].
     """
-    steps = experiment.ramp_schedule or []
-    if not steps:
-        return float(experiment.traffic_allocation)
-    now = as_utc(now)
-    current = float(steps[0]["allocation"])
-    for step in steps:
-        at = step["at"]
-        at = as_utc(datetime.fromisoformat(at) if isinstance(at, str) else at)
-        if at > now:
-            break
-        current = float(step["allocation"])
-    return current
+    from xngin.services.serving_policy import ramp_allocation
+
+    steps = [
+        (
+            as_utc(datetime.fromisoformat(s["at"]) if isinstance(s["at"], str) else s["at"]),
+            float(s["allocation"]),
+        )
+        for s in experiment.ramp_schedule or []
+    ]
+    return ramp_allocation(
+        steps, traffic_allocation=float(experiment.traffic_allocation), now=as_utc(now)
+    )
 
 
 def ramp_steps(steps: Sequence[Any], *, traffic_allocation: float) -> list[dict[str, Any]]:

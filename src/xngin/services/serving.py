@@ -305,6 +305,16 @@ def _lookup_in_store(
                 assigned_at=now,
             )
             conn.commit()
+            if stored == (arm.arm_id, now):  # this lookup made the assignment: mirror it
+                from xngin.services.events import mirror_new_assignment
+
+                mirror_new_assignment(
+                    runtime,
+                    experiment_id=config.experiment_id,
+                    participant_id=participant_id,
+                    arm_id=arm.arm_id,
+                    assigned_at=now,
+                )
     if stored is None:
         cache.add(entry_key, NOT_STORED, ttl=NOT_STORED_TTL)
         online = config.type == "online"

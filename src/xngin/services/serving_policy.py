@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -131,14 +132,25 @@ class ServingConfig:
         Without a ramp, ``traffic_allocation``; with one, the last step reached and the first
         step's before that (the rule of ``lifecycle.current_allocation``).
         """
-        if not self.ramp_schedule:
-            return self.traffic_allocation
-        current = self.ramp_schedule[0][1]
-        for at, pct in self.ramp_schedule:
-            if at > now:
-                break
-            current = pct
-        return current
+        return ramp_allocation(
+            self.ramp_schedule, traffic_allocation=self.traffic_allocation, now=now
+        )
+
+
+def ramp_allocation(
+    steps: Sequence[tuple[datetime, float]], *, traffic_allocation: float, now: datetime
+) -> float:
+    """The share of traffic (0-100) included at ``now``: with no ramp ``traffic_allocation``;
+    with one (times ascending), the last step reached, and the first step's before that (a
+    ramp starts at its smallest share rather than jumping to the full one)."""
+    if not steps:
+        return float(traffic_allocation)
+    current = float(steps[0][1])
+    for at, pct in steps:
+        if at > now:
+            break
+        current = float(pct)
+    return current
 
 
 def _parse_time(value: Any) -> datetime:

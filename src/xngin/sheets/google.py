@@ -99,7 +99,7 @@ def google_access_token(credentials_file: str | Path) -> str:
             field="google_credentials_file",
         ) from error
     try:
-        credentials = service_account.Credentials.from_service_account_file(
+        credentials = service_account.Credentials.from_service_account_file(  # type: ignore[no-untyped-call]
             str(credentials_file), scopes=list(GOOGLE_SCOPES)
         )
     except (OSError, ValueError) as error:
