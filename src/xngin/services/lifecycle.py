@@ -35,6 +35,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 import numpy as np
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -331,7 +332,32 @@ def perform_action(
     invalidate_experiment(runtime, experiment.id)
     if target.value in (State.COMMITTED, State.RUNNING) and experiment.type == "preassigned":
         _mirror_to_event_store(runtime, session, experiment.id)
+        _warm_serving_cache_after_commit(runtime, session, experiment.id)
     return experiment
+
+
+def _warm_serving_cache_after_commit(
+    runtime: Runtime, session: Session, experiment_id: str
+) -> None:
+    """Once the transaction commits, copy the assignment into a shared (Redis) cache in the
+    background, so that first lookups of a large preassigned audience are cache hits. An
+    in-process cache fills on demand instead (it is per worker and bounded)."""
+    if runtime.cache.kind != "redis":
+        return
+
+    def warm() -> None:
+        from xngin.services.serving import warm_cache
+
+        try:
+            warmed = warm_cache(runtime, experiment_id)
+            log.info("experiment %s: %d assignments copied into the cache", experiment_id, warmed)
+        except Exception:  # best effort: lookups fall back to the app database
+            log.exception("experiment %s: warming the serving cache failed", experiment_id)
+
+    def start(_session: Session) -> None:
+        threading.Thread(target=warm, name=f"xngin-warm-{experiment_id}", daemon=True).start()
+
+    sa.event.listen(session, "after_commit", start, once=True)
 
 
 def _mirror_to_event_store(runtime: Runtime, session: Session, experiment_id: str) -> None:
