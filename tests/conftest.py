@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from xngin.services.runtime import Runtime
+from xngin.settings import Settings
+from xngin.store.db import upgrade
 from xngin.testing import servers
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,3 +44,19 @@ def app_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
     else:
         with servers.temporary_postgres_database() as url:
             yield url
+
+
+@pytest.fixture
+def runtime(app_database_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    """A runtime on a migrated app database (each backend), a DuckDB event store in tmp_path
+    and the in-process cache."""
+    upgrade(app_database_url)
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=app_database_url,
+        event_store_url=f"duckdb:///{tmp_path / 'events.duckdb'}",
+        cache_url="memory://",
+    )
+    rt = Runtime.start(settings)
+    yield rt
+    rt.close()

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -9,23 +8,6 @@ from fastapi.testclient import TestClient
 from xngin.api.app import create_app
 from xngin.services.access import issue_api_key
 from xngin.services.runtime import Runtime
-from xngin.settings import Settings
-from xngin.store.db import upgrade
-
-
-@pytest.fixture
-def runtime(app_database_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    """A runtime on a migrated app database (SQLite and PostgreSQL) and a DuckDB event store."""
-    upgrade(app_database_url)
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=app_database_url,
-        event_store_url=f"duckdb:///{tmp_path / 'events.duckdb'}",
-        cache_url="memory://",
-    )
-    rt = Runtime.start(settings)
-    yield rt
-    rt.close()
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ warehouse of participants registered as a participant type, and factories for ex
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,8 @@ from xngin.services import experiments, lifecycle
 from xngin.services.access import Principal, issue_api_key
 from xngin.services.experiment_specs import ExperimentCreate, ExperimentUpdate
 from xngin.services.runtime import Runtime
-from xngin.settings import Settings
 from xngin.store import catalog
 from xngin.store import organizations as orgs
-from xngin.store.db import upgrade
 
 PEOPLE_ROWS = 400
 
@@ -46,20 +44,6 @@ def people_frame(n: int = PEOPLE_ROWS) -> pd.DataFrame:
             "converted": rng.random(n) < 0.3,
         }
     )
-
-
-@pytest.fixture
-def runtime(app_database_url: str, tmp_path: Path) -> Iterator[Runtime]:
-    upgrade(app_database_url)
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=app_database_url,
-        event_store_url=f"duckdb:///{tmp_path / 'events.duckdb'}",
-        cache_url="memory://",
-    )
-    rt = Runtime.start(settings)
-    yield rt
-    rt.close()
 
 
 @pytest.fixture
