@@ -30,6 +30,7 @@ from xngin.errors import Conflict, InvalidInput, NotFound
 from xngin.services.access import Principal
 from xngin.services.runtime import Runtime
 from xngin.store.models import Experiment, Feature
+from xngin.store.named import find_named, list_named
 
 FeatureType = Literal["boolean", "string", "number", "json"]
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
@@ -145,11 +146,7 @@ def _check_definition(feature_type: str, allowed: Sequence[Any] | None, default:
 
 
 def _find(session: Session, principal: Principal, name: str) -> Feature | None:
-    return session.scalar(
-        sa.select(Feature).where(
-            Feature.organization_id == principal.organization_id, Feature.name == name
-        )
-    )
+    return find_named(session, Feature, organization_id=principal.organization_id, name=name)
 
 
 def get_feature(session: Session, principal: Principal, name: str) -> Feature:
@@ -162,13 +159,7 @@ def get_feature(session: Session, principal: Principal, name: str) -> Feature:
 
 def list_features(session: Session, principal: Principal) -> list[Feature]:
     """The caller's features by name."""
-    return list(
-        session.scalars(
-            sa.select(Feature)
-            .where(Feature.organization_id == principal.organization_id)
-            .order_by(Feature.name)
-        )
-    )
+    return list_named(session, Feature, organization_id=principal.organization_id)
 
 
 def create_feature(session: Session, principal: Principal, spec: FeatureCreate) -> Feature:

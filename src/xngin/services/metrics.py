@@ -42,6 +42,7 @@ from xngin.stats.guardrails import BadDirection
 from xngin.store import catalog as catalog_repo
 from xngin.store import experiments as experiments_repo
 from xngin.store.models import Experiment, ExperimentMetric, MetricDefinition
+from xngin.store.named import find_named, list_named
 
 MetricType = Literal["binary", "mean", "count", "ratio"]
 MetricRole = Literal["primary", "secondary", "guardrail"]
@@ -258,11 +259,8 @@ def _check_sheet_column(
 
 
 def _find_definition(session: Session, principal: Principal, name: str) -> MetricDefinition | None:
-    return session.scalar(
-        sa.select(MetricDefinition).where(
-            MetricDefinition.organization_id == principal.organization_id,
-            MetricDefinition.name == name,
-        )
+    return find_named(
+        session, MetricDefinition, organization_id=principal.organization_id, name=name
     )
 
 
@@ -276,13 +274,7 @@ def get_metric_definition(session: Session, principal: Principal, name: str) -> 
 
 def list_metric_definitions(session: Session, principal: Principal) -> list[MetricDefinition]:
     """The caller's metric definitions by name."""
-    return list(
-        session.scalars(
-            sa.select(MetricDefinition)
-            .where(MetricDefinition.organization_id == principal.organization_id)
-            .order_by(MetricDefinition.name)
-        )
-    )
+    return list_named(session, MetricDefinition, organization_id=principal.organization_id)
 
 
 def create_metric_definition(

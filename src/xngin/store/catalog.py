@@ -9,22 +9,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from xngin.store.models import Datasource, ParticipantType
+from xngin.store.named import find_named, list_named
 
 
 def get_datasource(session: Session, *, organization_id: str, name: str) -> Datasource | None:
-    return session.scalar(
-        sa.select(Datasource).where(
-            Datasource.organization_id == organization_id, Datasource.name == name
-        )
-    )
+    return find_named(session, Datasource, organization_id=organization_id, name=name)
 
 
 def list_datasources(session: Session, *, organization_id: str) -> Sequence[Datasource]:
-    return session.scalars(
-        sa.select(Datasource)
-        .where(Datasource.organization_id == organization_id)
-        .order_by(Datasource.name)
-    ).all()
+    return list_named(session, Datasource, organization_id=organization_id)
 
 
 def upsert_datasource(
@@ -57,19 +50,11 @@ def count_participant_types_using(session: Session, datasource_id: str) -> int:
 def get_participant_type(
     session: Session, *, organization_id: str, name: str
 ) -> ParticipantType | None:
-    return session.scalar(
-        sa.select(ParticipantType).where(
-            ParticipantType.organization_id == organization_id, ParticipantType.name == name
-        )
-    )
+    return find_named(session, ParticipantType, organization_id=organization_id, name=name)
 
 
 def list_participant_types(session: Session, *, organization_id: str) -> Sequence[ParticipantType]:
-    return session.scalars(
-        sa.select(ParticipantType)
-        .where(ParticipantType.organization_id == organization_id)
-        .order_by(ParticipantType.name)
-    ).all()
+    return list_named(session, ParticipantType, organization_id=organization_id)
 
 
 def upsert_participant_type(
