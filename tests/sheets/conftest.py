@@ -38,12 +38,14 @@ class Answer:
 
 @dataclass
 class LocalHTTPServer:
-    """A real HTTP server on 127.0.0.1: ``routes`` maps a request path (with query) to an answer;
-    ``requests`` records (path, headers) of every request received."""
+    """A real HTTP server on 127.0.0.1: ``routes`` maps a request path (with query) to an answer
+    (GET or POST); ``requests`` records (path, headers) of every request received, ``bodies`` the
+    (path, body) of POST requests."""
 
     base_url: str
     routes: dict[str, Answer] = field(default_factory=dict)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    bodies: list[tuple[str, bytes]] = field(default_factory=list)  # of POST requests
 
     def serve(
         self,
@@ -76,6 +78,11 @@ def http_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalHTTPServer]:
     state = LocalHTTPServer(base_url="")
 
     class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            state.bodies.append((self.path, self.rfile.read(length)))
+            self.do_GET()
+
         def do_GET(self) -> None:
             state.requests.append((self.path, dict(self.headers.items())))
             answer = state.routes.get(self.path, Answer(404, b"no such route"))

@@ -3,15 +3,18 @@
 Google itself cannot be reached from the machines these tests run on, so the fetch path is tested
 against a real HTTP server on 127.0.0.1 (``http_server`` fixture) standing in for Google's export
 endpoint through the injectable export base URL: the same httpx requests, redirects and status
-handling, only another host. The service-account token step needs the google-auth package,
-which is not installed here: only its missing-package error can be tested.
+handling, only another host. The service-account token step runs google-auth for real against
+the same local server standing in for Google's token endpoint (the key file names the endpoint
+in its ``token_uri``); its missing-package error is tested by hiding google-auth.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import json
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
@@ -166,12 +169,11 @@ def test_unreachable_export_host_is_unavailable() -> None:
     assert sheet_url() in caught.value.message and caught.value.status == 503
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("google") is not None, reason="google-auth is installed here"
-)
-def test_token_without_google_auth_names_the_extra(tmp_path: Path) -> None:
-    # Only the missing-package path can run here: google-auth is not installed and Google's
-    # token endpoint cannot be reached.
+def test_token_without_google_auth_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for module in ("google.auth.exceptions", "google.auth.transport.requests", "google.oauth2"):
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
     key = tmp_path / "key.json"
     key.write_text("{}")
     with pytest.raises(ConfigError, match=r"xngin\[google\]"):
@@ -180,3 +182,96 @@ def test_token_without_google_auth_names_the_extra(tmp_path: Path) -> None:
         fetch_google_sheet_csv(
             sheet_url(), credentials_file=key, export_base_url="http://127.0.0.1:9"
         )
+
+
+def test_a_service_account_key_is_exchanged_for_a_token_sent_with_the_export(
+    tmp_path: Path, http_server: Any
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from google.auth import jwt
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    token_uri = f"{http_server.base_url}/token"
+    key = tmp_path / "key.json"
+    key.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "xngin-test",
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": "sheets@xngin-test.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": token_uri,
+            }
+        )
+    )
+    http_server.serve(
+        "/token",
+        200,
+        json.dumps({"access_token": "ya29.local", "expires_in": 3600, "token_type": "Bearer"}),
+        content_type="application/json",
+    )
+    http_server.serve(f"/d/{SHEET_ID}/export?format=csv&gid=123", 200, CSV)
+
+    text = fetch_google_sheet_csv(
+        sheet_url(), credentials_file=key, export_base_url=f"{http_server.base_url}/d"
+    )
+
+    assert text == CSV
+    export_headers = [h for path, h in http_server.requests if path.startswith("/d/")]
+    assert export_headers[0]["Authorization"] == "Bearer ya29.local"
+    ((path, body),) = http_server.bodies
+    form = parse_qs(body.decode())
+    assert form["grant_type"] == ["urn:ietf:params:oauth:grant-type:jwt-bearer"]
+    public = private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    # Signed with the key from the file; google-auth names Google's token URL as the audience
+    # whichever endpoint it posts to.
+    claims = jwt.decode(
+        form["assertion"][0], certs=public, audience="https://oauth2.googleapis.com/token"
+    )
+    assert claims["iss"] == "sheets@xngin-test.iam.gserviceaccount.com"
+    assert "spreadsheets.readonly" in claims["scope"] or "drive.readonly" in claims["scope"]
+
+
+def test_a_refused_service_account_key_is_unavailable_naming_the_setting(
+    tmp_path: Path, http_server: Any
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    pem = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        .decode()
+    )
+    key = tmp_path / "key.json"
+    key.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": "sheets@xngin-test.iam.gserviceaccount.com",
+                "token_uri": f"{http_server.base_url}/token",
+            }
+        )
+    )
+    http_server.serve(
+        "/token", 400, json.dumps({"error": "invalid_grant"}), content_type="application/json"
+    )
+    with pytest.raises(Unavailable) as caught:
+        google_access_token(key)
+    assert caught.value.field == "google_credentials_file"
