@@ -334,3 +334,24 @@ def test_a_table_drifted_from_its_sheet_gets_409_not_500(
     assert (error["code"], error["field"]) == ("warehouse_query_failed", "participant_type")
     drift = client.get("/v1/participant-types/people", headers=headers).json()["drift"]
     assert [(d["kind"], d["field_name"]) for d in drift] == [("column_dropped", "region")]
+
+
+def test_audience_size_counts_the_filtered_participants(
+    client: TestClient, key: str, people: pd.DataFrame
+) -> None:
+    body = {
+        "participant_type": "people",
+        "filters": [
+            {"field_name": "region", "relation": "includes", "value": ["Nairobi", None]},
+            {"field_name": "age", "relation": "between", "value": [30, None]},
+        ],
+    }
+    r = client.post("/v1/audience-size", json=body, headers={"X-API-Key": key})
+    assert r.status_code == 200, r.text
+    expected = people[
+        (people["region"].isin(["Nairobi"]) | people["region"].isna()) & (people["age"] >= 30)
+    ]
+    assert r.json() == {"participant_type": "people", "count": len(expected)}
+    bad = {**body, "filters": [{"field_name": "age", "relation": "between", "value": ["x", 1]}]}
+    r = client.post("/v1/audience-size", json=bad, headers={"X-API-Key": key})
+    assert (r.status_code, r.json()["error"]["field"]) == (422, "filters[0].value")

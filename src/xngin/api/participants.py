@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from xngin.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from xngin.api.schemas import ERROR_RESPONSES
+from xngin.services.audience import audience_size
+from xngin.services.design import FilterIn
 from xngin.services.fields import FieldRole, describe_fields
 
 router = APIRouter(tags=["participants"], responses=ERROR_RESPONSES)
@@ -77,3 +79,29 @@ def strata(
     runtime: RuntimeDep,
 ) -> FieldsOut:
     return _answer(runtime, session, principal, participant_type, FieldRole.STRATA)
+
+
+class AudienceSizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    participant_type: str = Field(description="Registered participant type.")
+    filters: list[FilterIn] = Field(default_factory=list, description="Audience filters (AND).")
+
+
+class AudienceSize(BaseModel):
+    participant_type: str
+    count: int = Field(description="Participants matching every filter.")
+
+
+@router.post("/audience-size", summary="How many participants match the filters")
+def audience_size_route(
+    body: AudienceSizeRequest, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
+) -> AudienceSize:
+    count = audience_size(
+        runtime,
+        session,
+        principal,
+        participant_type=body.participant_type,
+        filters=body.filters,
+    )
+    return AudienceSize(participant_type=body.participant_type, count=count)

@@ -25,12 +25,12 @@ from xngin.errors import XnginError
 from xngin.services import experiments, lifecycle
 from xngin.services.access import Principal
 from xngin.services.assign import AssignmentOutcome, assign_audience
+from xngin.services.audience import audience_size
 from xngin.services.catalog import open_participant_type
 from xngin.services.fields import FieldRole, describe_fields
 from xngin.services.power import analyze_power
 from xngin.services.runtime import Runtime
 from xngin.store import catalog as catalog_repo
-from xngin.web.audience import audience_size
 from xngin.web.deps import FormDep, PrincipalDep, RuntimeDep, SessionDep
 from xngin.web.errors import FieldErrors, input_id, place_errors
 from xngin.web.forms import RELATIONS, DesignForm, DesignRequest, FormInvalid

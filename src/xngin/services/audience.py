@@ -1,9 +1,5 @@
-"""The size of an audience, for the design page's live count.
-
-This is the one use case the UI needs that no service offers yet; it only combines service and
-warehouse functions (open the participant type, compile its filters, count in the warehouse)
-and belongs in :mod:`xngin.services.design` once a JSON endpoint needs it too.
-"""
+"""How many participants match an audience's filters (the design page's live count and
+``POST /v1/audience-size``), counted in the warehouse."""
 
 from __future__ import annotations
 
@@ -11,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from xngin.dwh.audience import count_audience
 from xngin.services.access import Principal
-from xngin.services.catalog import open_participant_type
+from xngin.services.catalog import open_participant_type, warehouse_queries
 from xngin.services.design import FilterIn, audience_condition
 from xngin.services.runtime import Runtime
 
@@ -36,4 +32,6 @@ def audience_size(
         Unknown participant type; warehouse unreachable.
     """
     pt = open_participant_type(runtime, session, principal, participant_type)
-    return count_audience(pt.engine, pt.table, audience_condition(pt, filters))
+    condition = audience_condition(pt, filters)
+    with warehouse_queries(pt):
+        return count_audience(pt.engine, pt.table, condition)
