@@ -24,13 +24,13 @@ from xngin.stats.errors import StatsInputError
 from xngin.stats.power import (
     MetricBaseline,
     PowerDesign,
-    analyze_metric_power,
     comparison_power,
     minimum_detectable_effect,
     power_curve,
     required_sample_size,
     standardized_effect,
 )
+from xngin.stats.power_report import analyze_metric_power
 
 WEIGHTS = [(1, 1), (1, 2), (2, 1), (2, 1, 1), (1, 1, 1, 1), (3, 1, 2, 1, 1)]
 ALPHA_POWER = [(0.05, 0.8), (0.01, 0.9), (0.1, 0.7)]

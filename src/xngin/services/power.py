@@ -21,7 +21,8 @@ from xngin.services.design import (
     stats_input_errors,
 )
 from xngin.services.runtime import Runtime
-from xngin.stats.power import MetricType, PowerDesign, analyze_metric_power
+from xngin.stats.power import MetricType, PowerDesign
+from xngin.stats.power_report import analyze_metric_power
 
 
 def analyze_power(
