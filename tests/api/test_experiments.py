@@ -506,3 +506,35 @@ def test_only_experiments_that_never_ran_can_be_deleted(
     assert refused.status_code == 409
     assert "'running'" in refused.json()["error"]["message"]
     assert client.get(f"/v1/experiments/{running}", headers=acme).status_code == 200
+
+
+def test_assign_can_rerandomize_until_balanced_and_reproduces_the_draw(
+    client: TestClient, acme: dict[str, str]
+) -> None:
+    experiment_id = create(client, acme)["id"]
+    wanted = {"rerandomize": {"max_tries": 40, "p_threshold": 0.9}}
+    first = act(client, acme, experiment_id, "assign", **wanted)
+    assert first.status_code == 200, first.text
+    check = first.json()["assign_summary"]["balance_check"]
+    assert 1 <= check["tries"] <= 40
+    assert check["p_value"] >= 0.9 or check["tries"] == 40
+
+    def arms() -> list[tuple[str, str]]:
+        page = client.get(f"/v1/experiments/{experiment_id}/assignments", headers=acme).json()
+        return [(a["participant_id"], a["arm_id"]) for a in page["items"]]
+
+    drawn = arms()
+    again = act(client, acme, experiment_id, "assign", **wanted)
+    assert again.json()["assign_summary"]["balance_check"]["tries"] == check["tries"]
+    assert arms() == drawn
+    entry = audit(client, acme, experiment_id)[-1]
+    assert entry["changes"]["rerandomize"] == {"max_tries": 40, "p_threshold": 0.9}
+
+
+def test_assign_rejects_a_bad_rerandomization_naming_the_field(
+    client: TestClient, acme: dict[str, str]
+) -> None:
+    experiment_id = create(client, acme)["id"]
+    bad = act(client, acme, experiment_id, "assign", rerandomize={"max_tries": 0})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["field"] == "rerandomize.max_tries"

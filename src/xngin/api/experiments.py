@@ -18,6 +18,7 @@ from xngin.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from xngin.api.schemas import ERROR_RESPONSES, ErrorResponse
 from xngin.services import experiments as service
 from xngin.services import lifecycle
+from xngin.services.assign import RerandomizeIn
 from xngin.services.design import FilterIn, MetricTargetIn
 from xngin.services.experiment_specs import ExperimentCreate, ExperimentUpdate
 
@@ -186,11 +187,28 @@ def _act(
     session: SessionDep,
     runtime: RuntimeDep,
     reason: str | None = None,
+    rerandomize: RerandomizeIn | None = None,
 ) -> ExperimentOut:
     experiment = lifecycle.perform_action(
-        runtime, session, principal, experiment_id=experiment_id, action=action, reason=reason
+        runtime,
+        session,
+        principal,
+        experiment_id=experiment_id,
+        action=action,
+        reason=reason,
+        rerandomize=rerandomize,
     )
     return _out(experiment)
+
+
+class AssignActionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    rerandomize: RerandomizeIn | None = Field(
+        default=None,
+        description="Redraw (up to max_tries, from seeds derived from the experiment's seed) "
+        "until the balance check's p-value reaches p_threshold.",
+    )
 
 
 @router.post(
@@ -198,9 +216,16 @@ def _act(
     summary="Draw the audience and assign it (preassigned; draft or assigned)",
 )
 def assign(
-    experiment_id: str, principal: PrincipalDep, session: SessionDep, runtime: RuntimeDep
+    experiment_id: str,
+    principal: PrincipalDep,
+    session: SessionDep,
+    runtime: RuntimeDep,
+    body: AssignActionIn | None = None,
 ) -> ExperimentOut:
-    return _act(lifecycle.Action.ASSIGN, experiment_id, principal, session, runtime)
+    rerandomize = body.rerandomize if body is not None else None
+    return _act(
+        lifecycle.Action.ASSIGN, experiment_id, principal, session, runtime, rerandomize=rerandomize
+    )
 
 
 @router.post(

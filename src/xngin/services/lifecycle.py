@@ -41,11 +41,12 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from xngin.errors import Conflict, InvalidInput, NotFound, Unavailable
 from xngin.services.access import Principal
-from xngin.services.assign import assign_audience
+from xngin.services.assign import RerandomizeIn, assign_audience
 from xngin.services.design import ArmIn, FilterIn
 from xngin.services.runtime import Runtime
 from xngin.services.serving import invalidate_experiment
 from xngin.store import experiments as repo
+from xngin.store.assignments import replace_assignments_from_outcome
 from xngin.store.models import Experiment
 
 log = logging.getLogger(__name__)
@@ -220,18 +221,14 @@ def _assignment_summary(experiment: Experiment, outcome: Any, now: datetime) -> 
 
 
 def _assign(
-    runtime: Runtime, session: Session, principal: Principal, experiment: Experiment, now: datetime
+    runtime: Runtime,
+    session: Session,
+    principal: Principal,
+    experiment: Experiment,
+    now: datetime,
+    rerandomize: RerandomizeIn | None,
 ) -> dict[str, Any]:
     """Draw and assign the audience, replace the stored assignment, return the summary."""
-    try:
-        from xngin.store.assignments import replace_assignments_from_outcome
-    except ModuleNotFoundError as exc:  # the stored-assignments repository ships separately
-        if exc.name != "xngin.store.assignments":
-            raise
-        raise Unavailable(
-            "stored assignments are not available in this build", field="experiment_id"
-        ) from exc
-
     design = experiment.design
     outcome = assign_audience(
         runtime,
@@ -252,6 +249,7 @@ def _assign(
         strata=list(design.get("strata", [])),
         desired_n=design.get("desired_n"),
         seed=experiment.seed,
+        rerandomize=rerandomize,
     )
     replace_assignments_from_outcome(
         session, experiment_id=experiment.id, arms=experiment.arms, outcome=outcome, assigned_at=now
@@ -268,6 +266,7 @@ def perform_action(
     action: str,
     reason: str | None = None,
     now: datetime | None = None,
+    rerandomize: RerandomizeIn | None = None,
 ) -> Experiment:
     """Move an experiment through its lifecycle and record the move in the audit log.
 
@@ -282,6 +281,9 @@ def perform_action(
         assignment (replacing an earlier one) and keeps its summary on the experiment.
     reason : str, optional
         Why the experiment is stopped; required for ``stop``.
+    rerandomize : RerandomizeIn, optional
+        For ``assign``: redraw until the balance check passes (the seed and the number of tries,
+        kept in the summary, reproduce the accepted draw).
     now : datetime, optional
         The time to record (default: the clock).
 
@@ -310,13 +312,16 @@ def perform_action(
         experiment.stop_reason = reason.strip()
         changes["reason"] = experiment.stop_reason
     if action == Action.ASSIGN:
-        summary = _assign(runtime, session, principal, experiment, now)
+        summary = _assign(runtime, session, principal, experiment, now, rerandomize)
         experiment.assign_summary = summary
         changes["assignment"] = {
             "sample_size": summary["sample_size"],
             "arm_sizes": [a["size"] for a in summary["arm_sizes"]],
             "balance_ok": summary["balance_check"].get("balance_ok"),
+            "tries": summary["balance_check"].get("tries"),
         }
+        if rerandomize is not None:
+            changes["rerandomize"] = rerandomize.model_dump()
     experiment.state = target.value
     experiment.updated_at = now
     flush_changes(session, experiment.id)
