@@ -89,7 +89,8 @@ def _event_problems(event: object, *, received_at: datetime) -> Iterator[tuple[s
     if problem is not None:
         yield "timestamp", problem
     try:
-        json.dumps(dict(event.properties), allow_nan=False)
+        if event.properties:  # most events carry none: skip the encoding
+            json.dumps(dict(event.properties), allow_nan=False)
     except (TypeError, ValueError) as exc:
         yield "properties", f"cannot be stored as JSON ({exc}); give an object of JSON values"
 
@@ -160,6 +161,8 @@ def checked_assignment_rows(
 
 def properties_json(properties: Mapping[str, Any]) -> str:
     """The stored form of an event's properties: compact JSON with sorted keys."""
+    if not properties:
+        return "{}"
     return json.dumps(dict(properties), allow_nan=False, sort_keys=True, separators=(",", ":"))
 
 
