@@ -1,4 +1,4 @@
-"""What values the fields of an audience take: distinct values with counts, or min/max/NULLs.
+"""What values the fields of an audience take: distinct values with counts, min/max/NULLs, bins.
 
 This is what ``GET /v1/filters|metrics|strata`` shows. All fields are answered by one SQL
 statement, a ``UNION ALL`` of
@@ -13,15 +13,24 @@ Each branch puts its values in its own columns and NULL in the others', so every
 its field's native type; PostgreSQL, DuckDB, SQLite and ClickHouse 18 all accept this shape
 (ClickHouse 18 has no ``GROUPING SETS``; the benchmark ``bench/field_values.py`` shows the union
 as fast as a hand-written grouping-sets query on DuckDB).
+
+:func:`field_histograms` then counts the numeric, date and timestamp fields in equal-width bins
+between the min and max found above, also in one statement (a ``GROUP BY`` per field on its bin
+number, united with ``UNION ALL``), so only ``bins`` rows per field travel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from xngin.dwh import dialects
 from xngin.dwh.columns import column_of, python_value
@@ -29,7 +38,16 @@ from xngin.dwh.engines import connect
 from xngin.dwh.schema import ColumnInfo, DataType
 from xngin.errors import InvalidInput
 
-__all__ = ["DistinctValues", "FieldValues", "ValueCount", "ValueRange", "field_values"]
+__all__ = [
+    "DistinctValues",
+    "FieldValues",
+    "Histogram",
+    "ValueCount",
+    "ValueRange",
+    "field_histograms",
+    "field_values",
+    "histogram_scale",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,3 +233,241 @@ def field_values(
         items = sorted(listed[i], key=_sort_key)
         result[f.name] = DistinctValues(distinct=tuple(items[:limit]), complete=len(items) <= limit)
     return {f.name: result[f.name] for f in unique}
+
+
+# --- histograms ---------------------------------------------------------------------------------
+
+_EPOCH_DATE = dt.date(1970, 1, 1)
+_EPOCH = dt.datetime(1970, 1, 1)
+_NUMERIC = (DataType.INTEGER, DataType.FLOAT, DataType.DECIMAL)
+
+
+@dataclass(frozen=True, slots=True)
+class Histogram:
+    """Participants per equal-width bin of a numeric, date or timestamp field (NULLs left out).
+
+    ``edges`` has one more entry than ``counts``: bin ``i`` holds the values ``v`` with
+    ``edges[i] <= v < edges[i + 1]``, the last bin also its upper edge (``numpy.histogram``'s
+    convention). Dates are on the scale of days since 1970-01-01 and timestamps of seconds since
+    1970-01-01 00:00 (naive timestamps read as UTC); see :func:`histogram_scale`.
+    """
+
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+
+
+def histogram_scale(value: Any, data_type: DataType) -> float:
+    """A field value as the number its histogram bins it by.
+
+    Parameters
+    ----------
+    value : int, float, decimal.Decimal, datetime.date or datetime.datetime
+        A value as :func:`field_values` returns it (not None).
+    data_type : DataType
+        The field's type: a number, date or timestamp.
+
+    Returns
+    -------
+    float
+        Numbers as floats, dates as days since 1970-01-01, timestamps as seconds since
+        1970-01-01 00:00 (naive, read as UTC).
+    """
+    if data_type is DataType.TIMESTAMP:
+        return float((value - _EPOCH).total_seconds())
+    if data_type is DataType.DATE:
+        return float((value - _EPOCH_DATE).days)
+    return float(value)
+
+
+class _EpochNumber(sa.sql.expression.ColumnElement[float]):
+    """A date as days, or a timestamp as seconds, since 1970-01-01 (as a double)."""
+
+    inherit_cache = True
+    type = sa.Double()
+    _traverse_internals = [
+        ("expr", InternalTraversal.dp_clauseelement),
+        ("unit", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, expr: sa.ColumnElement[Any], unit: str) -> None:
+        self.expr = expr
+        self.unit = unit
+
+
+@compiles(_EpochNumber)
+def _epoch_default(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
+    # DuckDB: date - date is BIGINT days; epoch(timestamp) is seconds with the fraction.
+    expr = compiler.process(element.expr, **kw)
+    if element.unit == "days":
+        return f"CAST(({expr} - DATE '1970-01-01') AS DOUBLE)"
+    return f"epoch({expr})"
+
+
+@compiles(_EpochNumber, "postgresql")
+@compiles(_EpochNumber, "redshift")
+def _epoch_postgresql(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
+    expr = compiler.process(element.expr, **kw)
+    if element.unit == "days":
+        return f"CAST(({expr} - DATE '1970-01-01') AS DOUBLE PRECISION)"
+    # EXTRACT gives numeric (exact) on PostgreSQL 14+; a timestamp without zone counts as UTC.
+    return f"CAST(EXTRACT(EPOCH FROM {expr}) AS DOUBLE PRECISION)"
+
+
+@compiles(_EpochNumber, "sqlite")
+def _epoch_sqlite(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
+    expr = compiler.process(element.expr, **kw)
+    # julianday() is kept in whole milliseconds; rounding to 3 decimals recovers them exactly.
+    if element.unit == "days":
+        return f"round(julianday({expr}) - 2440587.5, 3)"
+    return f"round((julianday({expr}) - 2440587.5) * 86400.0, 3)"
+
+
+@compiles(_EpochNumber, "clickhouse")
+def _epoch_clickhouse(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
+    # A Date is stored as UInt16 days and a DateTime as UInt32 Unix seconds; the naive values
+    # xngin reads back are in the server's time zone, which is UTC for these to agree.
+    expr = compiler.process(element.expr, **kw)
+    if element.unit == "days":
+        return f"toFloat64(toUInt16({expr}))"
+    return f"toFloat64(toUInt32({expr}))"
+
+
+def _binned_number(col: sa.ColumnElement[Any], data_type: DataType) -> sa.ColumnElement[float]:
+    if data_type is DataType.DATE:
+        return _EpochNumber(col, "days")
+    if data_type is DataType.TIMESTAMP:
+        return _EpochNumber(col, "seconds")
+    return dialects.as_double(col)
+
+
+def _double(value: float) -> sa.ColumnElement[float]:
+    return sa.literal(value, sa.Double())
+
+
+def _edges(lo: float, hi: float, bins: int) -> tuple[float, ...]:
+    # The arithmetic of numpy.linspace (start + i * step, the last edge set to stop), so the
+    # edges the SQL compares with are bit for bit the ones numpy.histogram uses.
+    step = (hi - lo) / bins
+    return (*(lo + i * step for i in range(bins)), hi)
+
+
+def _check_bins(bins: object) -> int:
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= 1000:
+        raise InvalidInput(f"bins must be an integer from 1 to 1000, got {bins!r}", field="bins")
+    return bins
+
+
+def field_histograms(
+    engine: sa.Engine,
+    table: sa.TableClause,
+    fields: Sequence[ColumnInfo],
+    *,
+    ranges: Mapping[str, ValueRange],
+    bins: int = 20,
+    filters: sa.ColumnElement[bool] | None = None,
+) -> dict[str, Histogram]:
+    """Equal-width histograms of numeric, date and timestamp ``fields``, counted in one query.
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        The datasource.
+    table : sqlalchemy.TableClause
+        The participant table (columns may be untyped; ``fields`` gives the types).
+    fields : sequence of ColumnInfo
+        Fields to bin; categorical fields (strings, booleans, UUIDs) are skipped.
+    ranges : mapping of str to ValueRange
+        Each field's min and max over the same audience, from :func:`field_values`. Fields
+        missing here, or whose values are all NULL, are left out of the result.
+    bins : int, default 20
+        Number of bins (1 to 1000). A field whose min equals its max gets one bin
+        ``[min, max]`` holding every non-NULL value.
+    filters : sqlalchemy.ColumnElement[bool], optional
+        The audience, as for :func:`field_values`; None means every row.
+
+    Returns
+    -------
+    dict of str to Histogram
+        In the order of ``fields``. Bin ``i`` of ``bins`` covers ``[edges[i], edges[i + 1])``
+        and the last bin includes the max, with ``edges`` as ``numpy.linspace(min, max,
+        bins + 1)``: the counts equal ``numpy.histogram(values, bins, range=(min, max))``.
+        NULLs are not counted, nor values outside ``[min, max]`` (possible only when
+        ``ranges`` came from another audience or the table changed since).
+
+    Raises
+    ------
+    xngin.errors.InvalidInput
+        ``field="bins"`` when ``bins`` is not an integer from 1 to 1000.
+    xngin.errors.Unavailable
+        When the warehouse cannot be reached.
+
+    Notes
+    -----
+    The bin of ``v`` is first estimated as ``floor((v - min) / (max - min) * bins)`` and then
+    moved by one where a rounding error put it past an edge, the same two steps as numpy's
+    ``histogram``; every warehouse computes in IEEE doubles, so they agree with numpy exactly.
+    """
+    bins = _check_bins(bins)
+    unique = list({f.name: f for f in fields}.values())
+    plans: list[tuple[ColumnInfo, tuple[float, ...]]] = []
+    for f in unique:
+        rng = ranges.get(f.name)
+        if f.data_type not in (*_NUMERIC, DataType.DATE, DataType.TIMESTAMP):
+            continue
+        if rng is None or rng.min is None or rng.max is None:
+            continue
+        lo, hi = histogram_scale(rng.min, f.data_type), histogram_scale(rng.max, f.data_type)
+        if not (math.isfinite(lo) and math.isfinite(hi)) or hi < lo:
+            continue
+        plans.append((f, _edges(lo, hi, bins) if hi > lo else (lo, hi)))
+    if not plans:
+        return {}
+
+    branches: list[sa.Select[Any]] = []
+    for k, (f, edges) in enumerate(plans):
+        n = len(edges) - 1
+        lo, hi = edges[0], edges[-1]
+        x = _binned_number(column_of(table, f.name), f.data_type).label("x")
+        if n == 1:
+            guess: sa.ColumnElement[Any] = _double(0.0)
+        else:
+            span = _double(hi - lo)
+            raw = sa.func.floor((x - _double(lo)) / span * float(n))
+            # Only the max itself lands on n; clamp it into the last, closed bin.
+            guess = sa.case((raw >= n, float(n - 1)), else_=raw)
+        inner = sa.select(x, guess.label("guess")).select_from(table)
+        inner = inner.where(x >= _double(lo), x <= _double(hi))
+        if filters is not None:
+            inner = inner.where(filters)
+        sub = inner.subquery(f"binned{k}")
+        if n == 1:
+            bin_no: sa.ColumnElement[Any] = sub.c.guess
+        else:
+            step = _double((hi - lo) / n)
+            start = _double(lo)
+            bin_no = sa.case(
+                (sa.and_(sub.c.guess > 0, sub.c.x < start + sub.c.guess * step), sub.c.guess - 1),
+                (
+                    sa.and_(sub.c.guess < n - 1, sub.c.x >= start + (sub.c.guess + 1) * step),
+                    sub.c.guess + 1,
+                ),
+                else_=sub.c.guess,
+            )
+        branches.append(
+            sa.select(
+                sa.literal(k).label("k"), bin_no.label("b"), sa.func.count().label("n")
+            ).group_by(bin_no)
+        )
+    stmt: sa.Select[Any] | sa.CompoundSelect[Any] = (
+        branches[0] if len(branches) == 1 else sa.union_all(*branches)
+    )
+    with connect(engine) as conn:
+        rows = conn.execute(stmt).all()
+
+    counts = [[0] * (len(edges) - 1) for _, edges in plans]
+    for k, b, count in rows:
+        counts[int(k)][int(b)] += int(count)
+    return {
+        f.name: Histogram(edges=edges, counts=tuple(counts[k]))
+        for k, (f, edges) in enumerate(plans)
+    }
