@@ -355,3 +355,29 @@ def test_audience_size_counts_the_filtered_participants(
     bad = {**body, "filters": [{"field_name": "age", "relation": "between", "value": ["x", 1]}]}
     r = client.post("/v1/audience-size", json=bad, headers={"X-API-Key": key})
     assert (r.status_code, r.json()["error"]["field"]) == (422, "filters[0].value")
+
+
+def test_numeric_and_date_fields_carry_a_histogram_matching_numpy(
+    client: TestClient, key: str, people: pd.DataFrame
+) -> None:
+    r = client.get("/v1/filters", params={"participant_type": "people"}, headers={"X-API-Key": key})
+    assert r.status_code == 200, r.text
+    fields = {f["field_name"]: f["values"] for f in r.json()["fields"]}
+    assert "histogram" not in fields["region"]
+    income = fields["monthly_income"]
+    assert set(income) == {"min", "max", "null_count", "histogram"}
+    counts, edges = np.histogram(people["monthly_income"].dropna(), bins=20)
+    assert income["histogram"]["counts"] == counts.tolist()
+    assert income["histogram"]["edges"] == pytest.approx(edges.tolist())
+    assert "unit" not in income["histogram"]
+    # Dates are binned as days since 1970-01-01 (the demo's enrolment dates are whole days).
+    enrolled = fields["enrolled_on"]["histogram"]
+    days = (pd.to_datetime(people["enrolled_on"]) - pd.Timestamp("1970-01-01")).dt.days
+    counts, edges = np.histogram(days.to_numpy(dtype=float), bins=20)
+    assert enrolled["unit"] == "epoch_days"
+    assert enrolled["counts"] == counts.tolist()
+    assert enrolled["edges"] == pytest.approx(edges.tolist())
+    contact = fields["last_contact_at"]["histogram"]
+    seconds = (pd.to_datetime(people["last_contact_at"]) - pd.Timestamp("1970-01-01")).dt
+    counts, _ = np.histogram(seconds.total_seconds().to_numpy(), bins=20)
+    assert (contact["unit"], contact["counts"]) == ("epoch_seconds", counts.tolist())

@@ -296,10 +296,11 @@ class _EpochNumber(sa.sql.expression.ColumnElement[float]):
 
 @compiles(_EpochNumber)
 def _epoch_default(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    # DuckDB: date - date is BIGINT days; epoch(timestamp) is seconds with the fraction.
+    # DuckDB: date - date is BIGINT days; epoch(timestamp) is seconds with the fraction. A sheet
+    # may call a timestamp column a date: the cast drops the time of day, as python_value does.
     expr = compiler.process(element.expr, **kw)
     if element.unit == "days":
-        return f"CAST(({expr} - DATE '1970-01-01') AS DOUBLE)"
+        return f"CAST((CAST({expr} AS DATE) - DATE '1970-01-01') AS DOUBLE)"
     return f"epoch({expr})"
 
 
@@ -308,7 +309,7 @@ def _epoch_default(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> s
 def _epoch_postgresql(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
     expr = compiler.process(element.expr, **kw)
     if element.unit == "days":
-        return f"CAST(({expr} - DATE '1970-01-01') AS DOUBLE PRECISION)"
+        return f"CAST((CAST({expr} AS DATE) - DATE '1970-01-01') AS DOUBLE PRECISION)"
     # EXTRACT gives numeric (exact) on PostgreSQL 14+; a timestamp without zone counts as UTC.
     return f"CAST(EXTRACT(EPOCH FROM {expr}) AS DOUBLE PRECISION)"
 
@@ -318,7 +319,7 @@ def _epoch_sqlite(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> st
     expr = compiler.process(element.expr, **kw)
     # julianday() is kept in whole milliseconds; rounding to 3 decimals recovers them exactly.
     if element.unit == "days":
-        return f"round(julianday({expr}) - 2440587.5, 3)"
+        return f"julianday(date({expr})) - 2440587.5"
     return f"round((julianday({expr}) - 2440587.5) * 86400.0, 3)"
 
 
@@ -328,8 +329,8 @@ def _epoch_clickhouse(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -
     # xngin reads back are in the server's time zone, which is UTC for these to agree.
     expr = compiler.process(element.expr, **kw)
     if element.unit == "days":
-        return f"toFloat64(toUInt16({expr}))"
-    return f"toFloat64(toUInt32({expr}))"
+        return f"toFloat64(toUInt16(toDate({expr})))"
+    return f"toFloat64(toUInt32(toDateTime({expr})))"
 
 
 def _binned_number(col: sa.ColumnElement[Any], data_type: DataType) -> sa.ColumnElement[float]:

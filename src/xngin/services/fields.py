@@ -1,8 +1,10 @@
 """What the audience looks like: the sheet's filter, metric and strata fields with their values.
 
-Values are computed in the warehouse (one aggregate query per request) and cached for
+Values are computed in the warehouse and cached for
 ``settings.field_values_ttl_seconds`` in the shared cache, keyed by organization, participant
-type, role and the sheet, so a changed sheet never serves stale fields.
+type, role and the sheet, so a changed sheet never serves stale fields. Two warehouse round trips
+make them: distinct values and ranges first, then the histograms of numeric, date and timestamp
+fields between the ranges found (a histogram's bins need its field's min and max).
 """
 
 from __future__ import annotations
@@ -15,8 +17,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from xngin.dwh.schema import ColumnInfo
-from xngin.dwh.values import DistinctValues, ValueRange, field_values
+from xngin.dwh.schema import ColumnInfo, DataType
+from xngin.dwh.values import (
+    DistinctValues,
+    Histogram,
+    ValueRange,
+    field_histograms,
+    field_values,
+)
 from xngin.services.access import Principal
 from xngin.services.catalog import open_participant_type, warehouse_queries
 from xngin.services.runtime import Runtime
@@ -54,17 +62,38 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def _values_json(values: DistinctValues | ValueRange) -> dict[str, Any]:
+#: Bins of the histograms shown with numeric, date and timestamp fields.
+HISTOGRAM_BINS = 20
+
+# Dates and timestamps are binned as numbers; the unit tells a client how to read the edges.
+_EDGE_UNITS = {DataType.DATE: "epoch_days", DataType.TIMESTAMP: "epoch_seconds"}
+
+
+def _histogram_json(histogram: Histogram, data_type: DataType) -> dict[str, Any]:
+    shown: dict[str, Any] = {"edges": list(histogram.edges), "counts": list(histogram.counts)}
+    if data_type in _EDGE_UNITS:
+        shown["unit"] = _EDGE_UNITS[data_type]
+    return shown
+
+
+def _values_json(
+    values: DistinctValues | ValueRange,
+    histogram: Histogram | None = None,
+    data_type: DataType | None = None,
+) -> dict[str, Any]:
     if isinstance(values, DistinctValues):
         return {
             "distinct": [{"value": _jsonable(v.value), "count": v.count} for v in values.distinct],
             "complete": values.complete,
         }
-    return {
+    shown = {
         "min": _jsonable(values.min),
         "max": _jsonable(values.max),
         "null_count": values.null_count,
     }
+    if histogram is not None and data_type is not None:
+        shown["histogram"] = _histogram_json(histogram, data_type)
+    return shown
 
 
 def describe_fields(
@@ -75,11 +104,18 @@ def describe_fields(
     participant_type: str,
     role: FieldRole,
 ) -> list[FieldDescription]:
-    """The sheet's fields of one role, with their values over the whole participant table."""
+    """The sheet's fields of one role, with their values over the whole participant table.
+
+    Categorical fields get ``{"distinct", "complete"}``; numeric, date and timestamp fields
+    ``{"min", "max", "null_count", "histogram"}``, the histogram as ``{"edges", "counts"}``
+    (:data:`HISTOGRAM_BINS` equal-width bins, ``numpy.histogram``'s edge convention, plus
+    ``"unit": "epoch_days" | "epoch_seconds"`` for dates and timestamps; absent when every value
+    is NULL).
+    """
     pt = open_participant_type(runtime, session, principal, participant_type)
     rows = _rows_for(role, pt.sheet.fields)
     sheet_digest = hashlib.sha256(pt.sheet.model_dump_json().encode()).hexdigest()[:16]
-    key = f"xngin:fields:{principal.organization_id}:{pt.name}:{role}:{sheet_digest}"
+    key = f"xngin:fields:v2:{principal.organization_id}:{pt.name}:{role}:{sheet_digest}"
     ttl = runtime.settings.field_values_ttl_seconds
     cached = runtime.cache.get(key) if ttl else None
     if cached is not None:
@@ -88,7 +124,16 @@ def describe_fields(
         columns = [ColumnInfo(name=r.field_name, data_type=r.data_type) for r in rows]
         with warehouse_queries(pt):
             computed = field_values(pt.engine, pt.table, columns) if columns else {}
-        values = {name: _values_json(v) for name, v in computed.items()}
+            ranges = {n: v for n, v in computed.items() if isinstance(v, ValueRange)}
+            histograms = (
+                field_histograms(pt.engine, pt.table, columns, ranges=ranges, bins=HISTOGRAM_BINS)
+                if ranges
+                else {}
+            )
+        types = {c.name: c.data_type for c in columns}
+        values = {
+            name: _values_json(v, histograms.get(name), types[name]) for name, v in computed.items()
+        }
         if ttl:
             runtime.cache.set(key, json.dumps(values).encode(), ttl=ttl)
     return [
