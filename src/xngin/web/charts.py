@@ -10,7 +10,7 @@ and ``data-*`` values, which the stylesheet colors and the tests read back.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -35,6 +35,7 @@ __all__ = [
     "ForestRow",
     "bar_chart",
     "forest_plot",
+    "histogram_chart",
     "line_chart",
     "range_chart",
 ]
@@ -445,4 +446,103 @@ def forest_plot(
                 class_="value",
             )
         )
+    return Markup(svg_document(plot, body, title=title, description=description, class_="chart"))
+
+
+#: Canvas of :func:`histogram_chart`: room on the left for count labels, below for the x ticks.
+HISTOGRAM_HEIGHT = 150
+HISTOGRAM_MARGINS = {"left": 44, "right": 16, "top": 8, "bottom": 34}
+
+
+def histogram_chart(
+    edges: Sequence[float],
+    counts: Sequence[int],
+    *,
+    title: str,
+    description: str,
+    width: float = 640,
+    tick_format: Callable[[float], str] = fmt_tick,
+) -> Markup:
+    """A numeric field's distribution: one bar per bin, its height the participants in it.
+
+    Parameters
+    ----------
+    edges : sequence of float
+        Bin edges, increasing, one more than ``counts`` (``numpy.histogram``'s convention). Equal
+        first and last edges (a constant field) draw one narrow bar at that value.
+    counts : sequence of int
+        Participants per bin (>= 0).
+    title, description : str
+        Read by screen readers.
+    width : float
+        Canvas width (the SVG scales to its container).
+    tick_format : callable
+        Label of an x tick from its value (e.g. days since 1970 as a date).
+
+    Returns
+    -------
+    Markup
+        The ``<svg>``; each bin is a ``rect`` of class ``bar`` with ``data-lower``,
+        ``data-upper`` and ``data-count``; under the bars, a ``rect`` of class ``range`` with
+        ``data-min``/``data-max`` marks the extent of the values on the axis.
+    """
+    plot = Plot(width=width, height=HISTOGRAM_HEIGHT, **HISTOGRAM_MARGINS)
+    if (
+        not counts
+        or len(edges) != len(counts) + 1
+        or not _finite(*edges)
+        or any(b < a for a, b in zip(edges, edges[1:], strict=False))
+    ):
+        return _empty(plot, title=title, description=description, message="no values")
+    low, high = float(edges[0]), float(edges[-1])
+    x_ticks = nice_ticks(low, high, count=4)
+    sx = LinearScale((x_ticks[0], x_ticks[-1]), (plot.x0, plot.x1))
+    y_ticks = nice_ticks(0.0, float(max(max(counts), 1)), count=3)
+    sy = LinearScale((y_ticks[0], y_ticks[-1]), (plot.y0, plot.y1))
+    body = []
+    for tick in y_ticks:
+        y = sy(tick)
+        body.append(element("line", x1=plot.x0, y1=y, x2=plot.x1, y2=y, class_="grid"))
+        body.append(text(plot.x0 - 6, y + 4, fmt_tick(tick), class_="tick", text_anchor="end"))
+    for tick in x_ticks:
+        x = sx(tick)
+        body.append(element("line", x1=x, y1=plot.y0, x2=x, y2=plot.y0 + 4, class_="axis"))
+        body.append(text(x, plot.y0 + 18, tick_format(tick), class_="tick", text_anchor="middle"))
+    for i, count in enumerate(counts):
+        lower, upper = float(edges[i]), float(edges[i + 1])
+        left, right = sx(lower), sx(upper)
+        if right - left < 2:  # a constant field's one bin would have no width
+            left, right = (left + right) / 2 - 1, (left + right) / 2 + 1
+        top = sy(max(count, 0))
+        body.append(
+            element(
+                "rect",
+                element(
+                    "title",
+                    escape(f"{tick_format(lower)} to {tick_format(upper)}: {count:,}"),
+                ),
+                x=left,
+                y=top,
+                width=right - left,
+                height=plot.y0 - top,
+                class_="bar",
+                data_lower=repr(lower),
+                data_upper=repr(upper),
+                data_count=str(count),
+            )
+        )
+    body.append(element("line", x1=plot.x0, y1=plot.y0, x2=plot.x1, y2=plot.y0, class_="axis"))
+    # The values' extent as a strip on the axis: the nice ticks may reach past it.
+    body.append(
+        element(
+            "rect",
+            x=sx(low),
+            y=plot.y0 + 1,
+            width=max(sx(high) - sx(low), 2.0),
+            height=3,
+            class_="range",
+            data_min=repr(low),
+            data_max=repr(high),
+        )
+    )
     return Markup(svg_document(plot, body, title=title, description=description, class_="chart"))
