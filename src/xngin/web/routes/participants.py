@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -11,11 +14,55 @@ from xngin.errors import XnginError
 from xngin.services import catalog
 from xngin.services.fields import FieldRole, describe_fields
 from xngin.store import catalog as catalog_repo
+from xngin.web.charts import histogram_chart
 from xngin.web.deps import PrincipalDep, RuntimeDep, SessionDep
 from xngin.web.rendering import render
-from xngin.web.views import field_view
+from xngin.web.svg import fmt_tick
+from xngin.web.views import CARD_CHART_WIDTH, FieldView, field_view
 
 router = APIRouter()
+
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _epoch_label(unit: str | None) -> Callable[[float], str]:
+    """How an x tick of a histogram reads: dates for dates and timestamps, else a number."""
+    if unit not in ("epoch_days", "epoch_seconds"):
+        return fmt_tick
+    seconds_per_unit = 86400.0 if unit == "epoch_days" else 1.0
+
+    def label(value: float) -> str:
+        try:
+            return (_EPOCH + dt.timedelta(seconds=value * seconds_per_unit)).date().isoformat()
+        except OverflowError:  # past year 9999: the number says more than no label
+            return fmt_tick(value)
+
+    return label
+
+
+def with_histogram(view: FieldView, values: Mapping[str, Any] | None) -> FieldView:
+    """The field card with its histogram drawn instead of the bare range, when it has one.
+
+    Parameters
+    ----------
+    view : FieldView
+        The card as :func:`xngin.web.views.field_view` made it.
+    values : mapping, optional
+        ``describe_fields``' values of the field; a ``"histogram"`` entry (``edges``,
+        ``counts``, optional ``unit``) is drawn, anything else leaves ``view`` as it is.
+    """
+    histogram = (values or {}).get("histogram")
+    if not histogram or not histogram.get("counts"):
+        return view
+    chart = histogram_chart(
+        [float(e) for e in histogram["edges"]],
+        [int(c) for c in histogram["counts"]],
+        title=f"Distribution of {view.field_name}",
+        description=f"Participants per bin of {view.field_name}, {view.summary}.",
+        width=CARD_CHART_WIDTH,
+        tick_format=_epoch_label(histogram.get("unit")),
+    )
+    return dataclasses.replace(view, chart=chart)
 
 
 @router.get("/participants", name="ui_participants")
@@ -85,7 +132,12 @@ def participant_type(
             "title": f"Participant type {pt.name}",
             "nav": "participants",
             "pt": pt,
-            "fields": [field_view(row, values.get(row.field_name)) for row in sheet.fields],
+            "fields": [
+                with_histogram(
+                    field_view(row, values.get(row.field_name)), values.get(row.field_name)
+                )
+                for row in sheet.fields
+            ],
             "drift": drift,
             "problems": problems,
         },
