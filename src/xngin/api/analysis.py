@@ -126,6 +126,38 @@ class AnalysisOut(BaseModel):
     metrics: list[MetricResultOut] = Field(description="Per metric, in the analysis order.")
 
 
+class LookOut(BaseModel):
+    at: datetime = Field(description="When the look was taken (UTC).")
+    n: int = Field(description="Participants with a value of the metric in the arm.")
+    baseline_n: int = Field(description="Participants with a value of it in the baseline arm.")
+    effect: float = Field(description="Effect against the baseline at this look.")
+    std_error: float = Field(description="Standard error of effect.")
+    always_valid_p_value: float = Field(
+        description="Always-valid p-value; never larger than at an earlier look."
+    )
+    cs_lower: float | None = Field(
+        description="Confidence sequence lower bound, intersected over the looks."
+    )
+    cs_upper: float | None = Field(
+        description="Confidence sequence upper bound, intersected over the looks."
+    )
+
+
+class LookSeriesOut(BaseModel):
+    metric_name: str = Field(description="Metric definition or sheet field.")
+    arm_id: str = Field(description="The arm compared with the baseline.")
+    arm_name: str | None = Field(description="Its name (None if the arm no longer exists).")
+    looks: list[LookOut] = Field(description="Oldest first.")
+
+
+class AnalysisHistoryOut(BaseModel):
+    experiment_id: str = Field(description="The experiment.")
+    items: list[LookSeriesOut] = Field(
+        description="Per metric and arm, the looks recorded since the experiment started "
+        "(at most one a minute, by the analysis)."
+    )
+
+
 class AnalysisMetricOut(BaseModel):
     name: str = Field(description="Metric definition or sheet field.")
     role: str = Field(description="primary, secondary or guardrail.")
@@ -177,6 +209,17 @@ def get_analysis(
         method=method,
     )
     return AnalysisOut.model_validate(report)
+
+
+@router.get(
+    "/experiments/{experiment_id}/analysis/history",
+    summary="Always-valid p-values and confidence sequences over time, per metric and arm",
+)
+def get_analysis_history(
+    experiment_id: str, principal: PrincipalDep, session: SessionDep
+) -> AnalysisHistoryOut:
+    history = service.analysis_history(session, principal, experiment_id)
+    return AnalysisHistoryOut.model_validate(history)
 
 
 @router.get(

@@ -29,6 +29,16 @@ Guardrail metrics are judged on their interval; a breach is listed in ``guardrai
 ``auto_stop`` a running or paused experiment is stopped through the lifecycle's stop action, but
 only when the always-valid interval also lies beyond the tolerance, so watching the analysis
 every day cannot stop an experiment by chance more often than alpha.
+
+**Looks.** Once an experiment has started, every comparison's sequential result is stored as a
+look (``store.analysis_looks``) and the latest look is passed back as ``previous``, so the
+always-valid p-value never rises and the confidence sequence is the intersection over looks,
+whichever request, process or replica computes the next analysis. The GET therefore writes, in
+the request's transaction; to keep repeated GETs (a refreshed results page) cheap and the
+history readable, a look is recorded only when the last one is at least :data:`LOOK_INTERVAL`
+old. Skipping looks costs nothing statistically: the guarantee holds at every look, taken or
+not, and a skipped look's result is still nested in the stored one.
+:func:`analysis_history` returns the stored looks for the sequential view over time.
 """
 
 from __future__ import annotations
@@ -37,7 +47,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -71,12 +81,15 @@ from xngin.stats.analysis import (
     ArmAnalysis,
     ArmSpec,
     GuardrailSpec,
+    MetricAnalysis,
     MetricInput,
     analyze_experiment,
 )
 from xngin.stats.errors import StatsInputError
 from xngin.stats.regression import RegressionResult, arm_regression_from_cells
+from xngin.stats.sequential import SequentialResult
 from xngin.stats.sufficient import MeanStats
+from xngin.store import analysis_looks as look_repo
 from xngin.store.models import Assignment, Experiment
 
 log = logging.getLogger(__name__)
@@ -87,6 +100,8 @@ Method = Literal["auto", "regression"]
 #: States in which the experiment has been watched while running: always-valid p-values apply.
 STARTED_STATES = frozenset({"running", "paused", "completed", "stopped"})
 WAREHOUSE_CHUNK = 5000
+#: A new look is stored only when the latest is at least this old (see the module docstring).
+LOOK_INTERVAL = timedelta(minutes=1)
 
 
 @dataclass
@@ -535,6 +550,9 @@ def analyze(
         ``participation`` (assigned participants with and without an outcome).
     """
     experiment = load_experiment(session, principal, experiment_id)
+    computed_at = now or datetime.now(UTC)
+    started = experiment.state in STARTED_STATES
+    latest = look_repo.latest_looks(session, experiment.id) if started else {}
     design = experiment.design or {}
     alpha = float(design.get("alpha", 0.05))
     own_arms = {a.id for a in experiment.arms}
@@ -569,7 +587,8 @@ def analyze(
             metrics=[o.input for o in outcomes if o.input is not None],
             alpha=alpha,
             correction=correction,
-            always_valid=experiment.state in STARTED_STATES,
+            always_valid=started,
+            previous={key: _sequential_of(look) for key, look in latest.items()},
         )
     analyzed = iter(result.metrics)
     metrics_json: list[dict[str, Any]] = []
@@ -602,6 +621,10 @@ def analyze(
                 "arms": [_arm_json(a, assigned.get(a.arm_id, 0)) for a in metric_result.arms],
             }
         )
+    if started and _look_due(latest, computed_at):
+        look_repo.add_looks(
+            session, experiment_id=experiment.id, looks=_looks(result.metrics, computed_at)
+        )
     auto_stopped = False
     state = experiment.state
     if stop_reason is not None and state in ("running", "paused"):
@@ -619,7 +642,7 @@ def analyze(
     return {
         "experiment_id": experiment.id,
         "experiment_state": state,
-        "computed_at": (now or datetime.now(UTC)).isoformat(),
+        "computed_at": computed_at.isoformat(),
         "alpha": alpha,
         "correction": correction,
         "method": method,
@@ -643,6 +666,79 @@ def analyze(
     }
 
 
+def _sequential_of(look: look_repo.LookRow) -> SequentialResult:
+    return SequentialResult(
+        always_valid_p_value=look.always_valid_p_value,
+        ci_lower=look.cs_lower,
+        ci_upper=look.cs_upper,
+        tau2=look.tau2,
+    )
+
+
+def _look_due(latest: dict[tuple[str, str], look_repo.LookRow], now: datetime) -> bool:
+    last = max((look.at for look in latest.values()), default=None)
+    return last is None or now - last >= LOOK_INTERVAL
+
+
+def _looks(metrics: Sequence[MetricAnalysis], at: datetime) -> list[look_repo.LookRow]:
+    """This analysis's sequential results as looks, one per comparison that has one."""
+    looks = []
+    for metric in metrics:
+        baseline_n = metric.arms[0].n
+        for arm in metric.arms[1:]:
+            sequential, effect, std_error = arm.sequential, arm.effect, arm.effect_std_error
+            if sequential is None or effect is None or std_error is None:
+                continue
+            values = (effect, std_error, sequential.always_valid_p_value, sequential.tau2)
+            if not all(math.isfinite(v) for v in values):
+                continue
+            looks.append(
+                look_repo.LookRow(
+                    metric_name=metric.metric_name, arm_id=arm.arm_id, at=at, n=arm.n,
+                    baseline_n=baseline_n, effect=effect, std_error=std_error,
+                    always_valid_p_value=sequential.always_valid_p_value,
+                    cs_lower=sequential.ci_lower, cs_upper=sequential.ci_upper,
+                    tau2=sequential.tau2,
+                )
+            )  # fmt: skip
+    return looks
+
+
+def analysis_history(session: Session, principal: Principal, experiment_id: str) -> dict[str, Any]:
+    """The stored looks of an experiment per metric and arm, oldest first.
+
+    Parameters
+    ----------
+    session, principal
+        The request's transaction (read only) and the caller.
+    experiment_id : str
+        The caller's experiment (404 otherwise); before it has started it has no looks.
+
+    Returns
+    -------
+    dict
+        ``{"experiment_id", "items": [{"metric_name", "arm_id", "arm_name", "looks": [{"at",
+        "n", "baseline_n", "effect", "std_error", "always_valid_p_value", "cs_lower",
+        "cs_upper"}]}]}``, items in the order of their first look.
+    """
+    experiment = load_experiment(session, principal, experiment_id)
+    names = {arm.id: arm.name for arm in experiment.arms}
+    items: dict[tuple[str, str], dict[str, Any]] = {}
+    for look in look_repo.list_looks(session, experiment.id):
+        item = items.setdefault(
+            (look.metric_name, look.arm_id),
+            {"metric_name": look.metric_name, "arm_id": look.arm_id,
+             "arm_name": names.get(look.arm_id), "looks": []},
+        )  # fmt: skip
+        item["looks"].append(
+            {"at": look.at.isoformat(), "n": look.n, "baseline_n": look.baseline_n,
+             "effect": look.effect, "std_error": look.std_error,
+             "always_valid_p_value": look.always_valid_p_value,
+             "cs_lower": _number(look.cs_lower), "cs_upper": _number(look.cs_upper)}
+        )  # fmt: skip
+    return {"experiment_id": experiment.id, "items": list(items.values())}
+
+
 def _srm_message(ok: bool, p_value: float, threshold: float) -> str:
     if ok:
         return f"arm sizes fit the arm weights (p = {p_value:.3g})"
@@ -660,4 +756,11 @@ def _invalidate_serving(runtime: Runtime, experiment_id: str) -> None:
     invalidate_experiment(runtime, experiment_id)
 
 
-__all__ = ["Correction", "Method", "analyze", "assigned_counts"]
+__all__ = [
+    "LOOK_INTERVAL",
+    "Correction",
+    "Method",
+    "analysis_history",
+    "analyze",
+    "assigned_counts",
+]

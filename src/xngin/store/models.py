@@ -248,3 +248,31 @@ class ExperimentMetric(Base):
     role: Mapped[str] = mapped_column(sa.String(20))  # primary | secondary | guardrail
     # {"threshold", "direction", "relative", "auto_stop"} for guardrails, else None.
     guardrail: Mapped[dict[str, Any] | None] = mapped_column(sa.JSON)
+
+
+class AnalysisLook(Base):
+    """One look at one comparison of a started experiment: a (metric, arm) against the baseline.
+
+    Holds what the next look needs to keep the always-valid p-value non-increasing and the
+    confidence sequence nested (``always_valid_p_value``, ``cs_lower``, ``cs_upper``, ``tau2``),
+    plus what the sequential view over time draws (``at``, ``n``, ``effect``, ``std_error``).
+    """
+
+    __tablename__ = "analysis_looks"
+    __table_args__ = (sa.Index(None, "experiment_id", "metric_name", "arm_id", "at"),)
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    experiment_id: Mapped[str] = mapped_column(sa.ForeignKey("experiments.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True), default=utcnow)
+    metric_name: Mapped[str] = mapped_column(sa.String(200))
+    arm_id: Mapped[str] = mapped_column(sa.String(32))
+    # Participants with a value of the metric in the arm and in the baseline at this look.
+    n: Mapped[int] = mapped_column()
+    baseline_n: Mapped[int] = mapped_column()
+    effect: Mapped[float] = mapped_column(sa.Float)
+    std_error: Mapped[float] = mapped_column(sa.Float)
+    always_valid_p_value: Mapped[float] = mapped_column(sa.Float)
+    cs_lower: Mapped[float] = mapped_column(sa.Float)
+    cs_upper: Mapped[float] = mapped_column(sa.Float)
+    # Mixing variance on the effect's scale (SequentialResult.tau2).
+    tau2: Mapped[float] = mapped_column(sa.Float)
