@@ -68,6 +68,20 @@ def test_values_on_inner_edges_fall_in_the_upper_bin_and_the_max_in_the_last(
     assert got["visits"].counts == tuple(expected)
 
 
+def test_a_value_on_an_edge_goes_up_even_when_the_division_rounds_below_it(
+    warehouse: Any,
+) -> None:
+    # Range 0..22 in 22 bins: (15 - 0) / 22 * 22 is 14.999999999999998 in doubles, so the
+    # plain floor puts 15 in bin 14; numpy (and we) move it to bin 15, whose lower edge it is.
+    f = warehouse.field("visits")
+    ranges = {"visits": ValueRange(min=0, max=22, null_count=0)}
+    got = field_histograms(warehouse.engine, warehouse.table, [f], ranges=ranges, bins=22)
+    visits = np.array([r["visits"] for r in warehouse.rows], dtype=float)
+    counts, _ = np.histogram(visits, bins=22, range=(0, 22))
+    assert got["visits"].counts == tuple(int(c) for c in counts)
+    assert got["visits"].counts[15] == warehouse.count(lambda r: r["visits"] == 15)
+
+
 def test_histograms_count_only_the_audience(warehouse: Any) -> None:
     audience = compile_filters(
         warehouse.table,
