@@ -33,11 +33,13 @@ __all__ = [
     "FOREST_ROW_HEIGHT",
     "LINE_PLOT",
     "ForestRow",
+    "SequenceLook",
     "bar_chart",
     "forest_plot",
     "histogram_chart",
     "line_chart",
     "range_chart",
+    "sequence_chart",
 ]
 
 #: Canvas of :func:`line_chart`: room on the left for n labels, below for the x axis title.
@@ -545,4 +547,96 @@ def histogram_chart(
             data_max=repr(high),
         )
     )
+    return Markup(svg_document(plot, body, title=title, description=description, class_="chart"))
+
+
+#: Fill of the confidence-sequence band; inline so the chart needs no new stylesheet rule.
+SEQUENCE_BAND_FILL = "#c9d3e6"
+
+
+@dataclass(frozen=True, slots=True)
+class SequenceLook:
+    """One look of a running comparison: when (``x``), its effect and its confidence sequence."""
+
+    x: float
+    estimate: float
+    lower: float
+    upper: float
+
+
+def sequence_chart(
+    looks: Sequence[SequenceLook],
+    *,
+    title: str,
+    description: str,
+    x_label: str,
+    y_label: str,
+) -> Markup:
+    """The confidence sequence of an effect over time: a band, the estimate, and zero.
+
+    The band narrows as looks accumulate (each look's interval is intersected with the earlier
+    ones), so where it leaves zero the effect is established however often it was looked at.
+
+    Parameters
+    ----------
+    looks : sequence of SequenceLook
+        Drawn in ``x`` order; looks with a non-finite value are skipped.
+    title, description : str
+        Read by screen readers (``<title>``, ``<desc>``).
+    x_label, y_label : str
+        Axis titles.
+
+    Returns
+    -------
+    Markup
+        The ``<svg>``: the band is a ``polygon`` of class ``sequence-band``, the estimate a
+        ``polyline`` of class ``curve``, each look a ``circle`` of class ``look`` with
+        ``data-x``, ``data-estimate``, ``data-lower`` and ``data-upper``, and zero a dashed line
+        of class ``reference``.
+    """
+    plot = LINE_PLOT
+    data = sorted(
+        (look for look in looks if _finite(look.x, look.estimate, look.lower, look.upper)),
+        key=lambda look: look.x,
+    )
+    if not data:
+        return _empty(plot, title=title, description=description, message="no looks yet")
+    x_ticks = nice_ticks(min(d.x for d in data), max(d.x for d in data))
+    values = [0.0, *(d.lower for d in data), *(d.upper for d in data)]
+    y_ticks = nice_ticks(min(values), max(values))
+    sx = LinearScale((x_ticks[0], x_ticks[-1]), (plot.x0, plot.x1))
+    sy = LinearScale((y_ticks[0], y_ticks[-1]), (plot.y0, plot.y1))
+    body = [_axes(plot, x_ticks, y_ticks, sx, sy, x_label=x_label, y_label=y_label)]
+    edge = [(sx(d.x), sy(d.upper)) for d in data] + [(sx(d.x), sy(d.lower)) for d in data[::-1]]
+    body.append(
+        element(
+            "polygon",
+            points=" ".join(f"{x:.2f},{y:.2f}" for x, y in edge),
+            class_="sequence-band",
+            fill=SEQUENCE_BAND_FILL,
+            fill_opacity="0.7",
+        )
+    )
+    zero = sy(0.0)
+    body.append(
+        element("line", x1=plot.x0, y1=zero, x2=plot.x1, y2=zero, class_="reference")
+        + text(plot.x1 - 4, zero - 5, "no effect", class_="label", text_anchor="end")
+    )
+    path = " ".join(f"{sx(d.x):.2f},{sy(d.estimate):.2f}" for d in data)
+    body.append(element("polyline", points=path, class_="curve", fill="none"))
+    for d in data:
+        body.append(
+            element(
+                "circle",
+                element("title", escape(f"{d.estimate:.4g} [{d.lower:.4g}, {d.upper:.4g}]")),
+                cx=sx(d.x),
+                cy=sy(d.estimate),
+                r=3,
+                class_="look",
+                data_x=repr(d.x),
+                data_estimate=repr(d.estimate),
+                data_lower=repr(d.lower),
+                data_upper=repr(d.upper),
+            )
+        )
     return Markup(svg_document(plot, body, title=title, description=description, class_="chart"))
