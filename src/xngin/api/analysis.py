@@ -182,6 +182,9 @@ class AnalysisMetricsIn(BaseModel):
 @router.get(
     "/experiments/{experiment_id}/analysis",
     summary="Effects per metric and arm, with the sample-ratio check and guardrails",
+    description="Once the experiment has started, this GET also records a look (at most one a "
+    "minute) that later analyses continue from, so always-valid p-values never rise and "
+    "always-valid intervals only narrow; see `/analysis/history`.",
 )
 def get_analysis(
     experiment_id: str,
