@@ -360,7 +360,19 @@ def test_audience_size_counts_the_filtered_participants(
 def test_numeric_and_date_fields_carry_a_histogram_matching_numpy(
     client: TestClient, key: str, people: pd.DataFrame
 ) -> None:
-    r = client.get("/v1/filters", params={"participant_type": "people"}, headers={"X-API-Key": key})
+    plain = client.get(
+        "/v1/filters", params={"participant_type": "people"}, headers={"X-API-Key": key}
+    )
+    assert set(next(f for f in plain.json()["fields"] if f["field_name"] == "age")["values"]) == {
+        "min",
+        "max",
+        "null_count",
+    }
+    r = client.get(
+        "/v1/filters",
+        params={"participant_type": "people", "histograms": "true"},
+        headers={"X-API-Key": key},
+    )
     assert r.status_code == 200, r.text
     fields = {f["field_name"]: f["values"] for f in r.json()["fields"]}
     assert "histogram" not in fields["region"]

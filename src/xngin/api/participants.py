@@ -26,7 +26,9 @@ class FieldOut(BaseModel):
     description: str = Field(description="From the config sheet.")
     values: dict[str, Any] = Field(
         description='Categorical/boolean: {"distinct": [{"value", "count"}], "complete"} '
-        '(top 1,000 by count); numeric/date: {"min", "max", "null_count"}.'
+        '(top 1,000 by count); numeric/date: {"min", "max", "null_count"}, and with '
+        '?histograms=true also "histogram": {"edges", "counts", "unit"?} (20 equal-width bins; '
+        "dates in epoch_days, timestamps in epoch_seconds)."
     )
 
 
@@ -35,8 +37,18 @@ class FieldsOut(BaseModel):
     fields: list[FieldOut]
 
 
-def _answer(runtime: Any, session: Any, principal: Any, name: str, role: FieldRole) -> FieldsOut:
-    described = describe_fields(runtime, session, principal, participant_type=name, role=role)
+HistogramsQuery = Annotated[
+    bool,
+    Query(description="Also draw each numeric/date field's histogram (one more warehouse query)."),
+]
+
+
+def _answer(
+    runtime: Any, session: Any, principal: Any, name: str, role: FieldRole, histograms: bool
+) -> FieldsOut:
+    described = describe_fields(
+        runtime, session, principal, participant_type=name, role=role, histograms=histograms
+    )
     return FieldsOut(
         participant_type=name,
         fields=[
@@ -57,8 +69,9 @@ def filters(
     principal: PrincipalDep,
     session: SessionDep,
     runtime: RuntimeDep,
+    histograms: HistogramsQuery = False,
 ) -> FieldsOut:
-    return _answer(runtime, session, principal, participant_type, FieldRole.FILTER)
+    return _answer(runtime, session, principal, participant_type, FieldRole.FILTER, histograms)
 
 
 @router.get("/metrics", summary="Fields usable as metrics, with their values")
@@ -67,8 +80,9 @@ def metrics(
     principal: PrincipalDep,
     session: SessionDep,
     runtime: RuntimeDep,
+    histograms: HistogramsQuery = False,
 ) -> FieldsOut:
-    return _answer(runtime, session, principal, participant_type, FieldRole.METRIC)
+    return _answer(runtime, session, principal, participant_type, FieldRole.METRIC, histograms)
 
 
 @router.get("/strata", summary="Fields usable as strata, with their values")
@@ -77,8 +91,9 @@ def strata(
     principal: PrincipalDep,
     session: SessionDep,
     runtime: RuntimeDep,
+    histograms: HistogramsQuery = False,
 ) -> FieldsOut:
-    return _answer(runtime, session, principal, participant_type, FieldRole.STRATA)
+    return _answer(runtime, session, principal, participant_type, FieldRole.STRATA, histograms)
 
 
 class AudienceSizeRequest(BaseModel):

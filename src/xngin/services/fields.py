@@ -103,19 +103,22 @@ def describe_fields(
     *,
     participant_type: str,
     role: FieldRole,
+    histograms: bool = False,
 ) -> list[FieldDescription]:
     """The sheet's fields of one role, with their values over the whole participant table.
 
     Categorical fields get ``{"distinct", "complete"}``; numeric, date and timestamp fields
-    ``{"min", "max", "null_count", "histogram"}``, the histogram as ``{"edges", "counts"}``
-    (:data:`HISTOGRAM_BINS` equal-width bins, ``numpy.histogram``'s edge convention, plus
-    ``"unit": "epoch_days" | "epoch_seconds"`` for dates and timestamps; absent when every value
-    is NULL).
+    ``{"min", "max", "null_count"}``. With ``histograms`` they also get ``"histogram"`` as
+    ``{"edges", "counts"}`` (:data:`HISTOGRAM_BINS` equal-width bins, ``numpy.histogram``'s edge
+    convention, plus ``"unit": "epoch_days" | "epoch_seconds"`` for dates and timestamps; absent
+    when every value is NULL). Histograms cost a second warehouse query, one scan per field, so
+    they are asked for rather than always computed.
     """
     pt = open_participant_type(runtime, session, principal, participant_type)
     rows = _rows_for(role, pt.sheet.fields)
     sheet_digest = hashlib.sha256(pt.sheet.model_dump_json().encode()).hexdigest()[:16]
-    key = f"xngin:fields:v2:{principal.organization_id}:{pt.name}:{role}:{sheet_digest}"
+    shape = "h" if histograms else "v"
+    key = f"xngin:fields:v2:{shape}:{principal.organization_id}:{pt.name}:{role}:{sheet_digest}"
     ttl = runtime.settings.field_values_ttl_seconds
     cached = runtime.cache.get(key) if ttl else None
     if cached is not None:
@@ -125,14 +128,14 @@ def describe_fields(
         with warehouse_queries(pt):
             computed = field_values(pt.engine, pt.table, columns) if columns else {}
             ranges = {n: v for n, v in computed.items() if isinstance(v, ValueRange)}
-            histograms = (
+            drawn = (
                 field_histograms(pt.engine, pt.table, columns, ranges=ranges, bins=HISTOGRAM_BINS)
-                if ranges
+                if histograms and ranges
                 else {}
             )
         types = {c.name: c.data_type for c in columns}
         values = {
-            name: _values_json(v, histograms.get(name), types[name]) for name, v in computed.items()
+            name: _values_json(v, drawn.get(name), types[name]) for name, v in computed.items()
         }
         if ttl:
             runtime.cache.set(key, json.dumps(values).encode(), ttl=ttl)

@@ -119,7 +119,7 @@ def participant_type(
     for role in FieldRole if not broken else ():
         try:
             described = describe_fields(
-                runtime, session, principal, participant_type=name, role=role
+                runtime, session, principal, participant_type=name, role=role, histograms=True
             )
         except XnginError as exc:
             problems.append(f"Could not read the {role} fields' values: {exc.message}")
