@@ -20,7 +20,6 @@ from xngin.store.models import AnalysisLook
 __all__ = ["LookRow", "add_looks", "latest_look_at", "latest_looks", "list_looks"]
 
 _TABLE: sa.Table = AnalysisLook.__table__  # type: ignore[assignment]
-_NOT_STREAMED = {"stream_results": False, "yield_per": 0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +80,7 @@ def add_looks(session: Session, *, experiment_id: str, looks: Iterable[LookRow])
         for look in looks
     ]
     if rows:
-        # The analysis streams assignments over the same connection and
-        # ``Connection.execution_options`` sets ``stream_results``/``yield_per`` on it in place;
-        # PostgreSQL cannot declare a server-side cursor for an INSERT, so both are undone here.
-        session.connection().execute(sa.insert(_TABLE), rows, execution_options=_NOT_STREAMED)
+        session.connection().execute(sa.insert(_TABLE), rows)
     return len(rows)
 
 

@@ -302,8 +302,11 @@ def iter_assignment_chunks(
     Memory stays at one chunk whatever the size of the experiment. The connection (and on
     PostgreSQL its transaction) stays busy until the iterator is exhausted or closed.
     """
-    result = connection.execution_options(stream_results=True, yield_per=chunk_size).execute(
-        _rows_query(experiment_id)
+    # Options on this statement only: Connection.execution_options would change the (shared)
+    # connection for good, and later INSERT/UPDATEs would be sent as server-side cursors.
+    result = connection.execute(
+        _rows_query(experiment_id),
+        execution_options={"stream_results": True, "yield_per": chunk_size},
     )
     try:
         for chunk in result.partitions(chunk_size):
