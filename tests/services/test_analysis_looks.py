@@ -19,7 +19,8 @@ from scipy import stats as scipy_stats
 
 from xngin.errors import NotFound
 from xngin.services.access import Principal
-from xngin.services.analysis import LOOK_INTERVAL, analysis_history, analyze
+from xngin.services.analysis import analyze
+from xngin.services.analysis_looks import LOOK_INTERVAL, analysis_history
 from xngin.services.runtime import Runtime
 from xngin.store import catalog
 from xngin.store.analysis_looks import list_looks

@@ -12,6 +12,7 @@ from xngin.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from xngin.api.schemas import ERROR_RESPONSES
 from xngin.services import analysis as service
 from xngin.services import metrics as metric_service
+from xngin.services.analysis_looks import analysis_history
 from xngin.services.metrics import AnalysisMetricIn
 
 router = APIRouter(tags=["analysis"], responses=ERROR_RESPONSES)
@@ -221,7 +222,7 @@ def get_analysis(
 def get_analysis_history(
     experiment_id: str, principal: PrincipalDep, session: SessionDep
 ) -> AnalysisHistoryOut:
-    history = service.analysis_history(session, principal, experiment_id)
+    history = analysis_history(session, principal, experiment_id)
     return AnalysisHistoryOut.model_validate(history)
 
 

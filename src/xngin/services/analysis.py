@@ -35,10 +35,11 @@ look (``store.analysis_looks``) and the latest look is passed back as ``previous
 always-valid p-value never rises and the confidence sequence is the intersection over looks,
 whichever request, process or replica computes the next analysis. The GET therefore writes, in
 the request's transaction; to keep repeated GETs (a refreshed results page) cheap and the
-history readable, a look is recorded only when the last one is at least :data:`LOOK_INTERVAL`
+history readable, a look is recorded only when the last one is at least ``LOOK_INTERVAL``
 old. Skipping looks costs nothing statistically: the guarantee holds at every look, taken or
 not, and a skipped look's result is still nested in the stored one.
-:func:`analysis_history` returns the stored looks for the sequential view over time.
+:func:`xngin.services.analysis_looks.analysis_history` returns the stored looks for the
+sequential view over time.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -60,6 +61,7 @@ from xngin.dwh.filters import AudienceFilter, Relation, compile_filters
 from xngin.dwh.schema import DataType
 from xngin.errors import XnginError
 from xngin.services.access import Principal
+from xngin.services.analysis_looks import look_due, looks_of, previous_from_looks
 from xngin.services.catalog import open_participant_type
 from xngin.services.design import stats_input_errors
 from xngin.services.events import (
@@ -81,13 +83,11 @@ from xngin.stats.analysis import (
     ArmAnalysis,
     ArmSpec,
     GuardrailSpec,
-    MetricAnalysis,
     MetricInput,
     analyze_experiment,
 )
 from xngin.stats.errors import StatsInputError
 from xngin.stats.regression import RegressionResult, arm_regression_from_cells
-from xngin.stats.sequential import SequentialResult
 from xngin.stats.sufficient import MeanStats
 from xngin.store import analysis_looks as look_repo
 from xngin.store.models import Assignment, Experiment
@@ -101,7 +101,6 @@ Method = Literal["auto", "regression"]
 STARTED_STATES = frozenset({"running", "paused", "completed", "stopped"})
 WAREHOUSE_CHUNK = 5000
 #: A new look is stored only when the latest is at least this old (see the module docstring).
-LOOK_INTERVAL = timedelta(minutes=1)
 
 
 @dataclass
@@ -588,7 +587,7 @@ def analyze(
             alpha=alpha,
             correction=correction,
             always_valid=started,
-            previous={key: _sequential_of(look) for key, look in latest.items()},
+            previous=previous_from_looks(latest),
         )
     analyzed = iter(result.metrics)
     metrics_json: list[dict[str, Any]] = []
@@ -621,9 +620,9 @@ def analyze(
                 "arms": [_arm_json(a, assigned.get(a.arm_id, 0)) for a in metric_result.arms],
             }
         )
-    if started and _look_due(latest, computed_at):
+    if started and look_due(latest, computed_at):
         look_repo.add_looks(
-            session, experiment_id=experiment.id, looks=_looks(result.metrics, computed_at)
+            session, experiment_id=experiment.id, looks=looks_of(result.metrics, computed_at)
         )
     auto_stopped = False
     state = experiment.state
@@ -666,79 +665,6 @@ def analyze(
     }
 
 
-def _sequential_of(look: look_repo.LookRow) -> SequentialResult:
-    return SequentialResult(
-        always_valid_p_value=look.always_valid_p_value,
-        ci_lower=look.cs_lower,
-        ci_upper=look.cs_upper,
-        tau2=look.tau2,
-    )
-
-
-def _look_due(latest: dict[tuple[str, str], look_repo.LookRow], now: datetime) -> bool:
-    last = max((look.at for look in latest.values()), default=None)
-    return last is None or now - last >= LOOK_INTERVAL
-
-
-def _looks(metrics: Sequence[MetricAnalysis], at: datetime) -> list[look_repo.LookRow]:
-    """This analysis's sequential results as looks, one per comparison that has one."""
-    looks = []
-    for metric in metrics:
-        baseline_n = metric.arms[0].n
-        for arm in metric.arms[1:]:
-            sequential, effect, std_error = arm.sequential, arm.effect, arm.effect_std_error
-            if sequential is None or effect is None or std_error is None:
-                continue
-            values = (effect, std_error, sequential.always_valid_p_value, sequential.tau2)
-            if not all(math.isfinite(v) for v in values):
-                continue
-            looks.append(
-                look_repo.LookRow(
-                    metric_name=metric.metric_name, arm_id=arm.arm_id, at=at, n=arm.n,
-                    baseline_n=baseline_n, effect=effect, std_error=std_error,
-                    always_valid_p_value=sequential.always_valid_p_value,
-                    cs_lower=sequential.ci_lower, cs_upper=sequential.ci_upper,
-                    tau2=sequential.tau2,
-                )
-            )  # fmt: skip
-    return looks
-
-
-def analysis_history(session: Session, principal: Principal, experiment_id: str) -> dict[str, Any]:
-    """The stored looks of an experiment per metric and arm, oldest first.
-
-    Parameters
-    ----------
-    session, principal
-        The request's transaction (read only) and the caller.
-    experiment_id : str
-        The caller's experiment (404 otherwise); before it has started it has no looks.
-
-    Returns
-    -------
-    dict
-        ``{"experiment_id", "items": [{"metric_name", "arm_id", "arm_name", "looks": [{"at",
-        "n", "baseline_n", "effect", "std_error", "always_valid_p_value", "cs_lower",
-        "cs_upper"}]}]}``, items in the order of their first look.
-    """
-    experiment = load_experiment(session, principal, experiment_id)
-    names = {arm.id: arm.name for arm in experiment.arms}
-    items: dict[tuple[str, str], dict[str, Any]] = {}
-    for look in look_repo.list_looks(session, experiment.id):
-        item = items.setdefault(
-            (look.metric_name, look.arm_id),
-            {"metric_name": look.metric_name, "arm_id": look.arm_id,
-             "arm_name": names.get(look.arm_id), "looks": []},
-        )  # fmt: skip
-        item["looks"].append(
-            {"at": look.at.isoformat(), "n": look.n, "baseline_n": look.baseline_n,
-             "effect": look.effect, "std_error": look.std_error,
-             "always_valid_p_value": look.always_valid_p_value,
-             "cs_lower": _number(look.cs_lower), "cs_upper": _number(look.cs_upper)}
-        )  # fmt: skip
-    return {"experiment_id": experiment.id, "items": list(items.values())}
-
-
 def _srm_message(ok: bool, p_value: float, threshold: float) -> str:
     if ok:
         return f"arm sizes fit the arm weights (p = {p_value:.3g})"
@@ -749,18 +675,14 @@ def _srm_message(ok: bool, p_value: float, threshold: float) -> str:
 
 
 def _invalidate_serving(runtime: Runtime, experiment_id: str) -> None:
-    try:
-        from xngin.services.serving import invalidate_experiment
-    except ImportError:  # pragma: no cover - serving ships separately
-        return
+    from xngin.services.serving import invalidate_experiment
+
     invalidate_experiment(runtime, experiment_id)
 
 
 __all__ = [
-    "LOOK_INTERVAL",
     "Correction",
     "Method",
-    "analysis_history",
     "analyze",
     "assigned_counts",
 ]

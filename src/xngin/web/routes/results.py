@@ -6,7 +6,7 @@ computes it; like that endpoint it may stop a running experiment whose guardrail
 beyond doubt (an auto-stop guardrail), which the page then says.
 
 Once the experiment has started, the analysis records a look (at most one a minute) and the page
-adds the sequential view over time from :func:`xngin.services.analysis.analysis_history`: per
+adds the sequential view over time from :func:`xngin.services.analysis_looks.analysis_history`: per
 metric and arm, the confidence sequence as a band (from the first look on) and the always-valid
 p-value (from the second).
 """
@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 from xngin.errors import XnginError
 from xngin.services import analysis, experiments
+from xngin.services.analysis_looks import analysis_history
 from xngin.web.charts import SequenceLook, sequence_chart
 from xngin.web.deps import PrincipalDep, RuntimeDep, SessionDep
 from xngin.web.rendering import render
@@ -62,7 +63,7 @@ def results(
         )
         history: dict[tuple[str, str], list[dict[str, Any]]] = {}
         if found.get("experiment_state") in analysis.STARTED_STATES:
-            items = analysis.analysis_history(session, principal, experiment_id)["items"]
+            items = analysis_history(session, principal, experiment_id)["items"]
             history = {(i["metric_name"], i["arm_id"]): i["looks"] for i in items}
             for metric in found["metrics"]:
                 for arm in metric["arms"]:
