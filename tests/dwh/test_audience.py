@@ -211,3 +211,21 @@ def test_categorical_columns_travel_as_level_codes_with_filters_on_their_values(
     }
     assert dict(zip(got["id"], got["category"], strict=True)) == expected
     assert set(expected.values()) == {0, 1, 2, UNLISTED_LEVEL}
+
+
+def test_values_by_id_reads_the_given_participants_only(warehouse):
+    from xngin.dwh.audience import values_by_id
+    from xngin.dwh.engines import connect
+
+    wanted = [r for r in warehouse.rows if r["id"] % 7 == 0]
+    ids = [str(r["id"]) for r in wanted] + ["not-a-number", "999999"]
+    fields = [warehouse.field("visits"), warehouse.field("score")]
+    with connect(warehouse.engine) as conn:
+        got = values_by_id(
+            conn, warehouse.table, id_field=warehouse.field("id"), fields=fields, ids=ids
+        )
+    assert set(got) == {str(r["id"]) for r in wanted}
+    for r in wanted:
+        visits, score = got[str(r["id"])]
+        assert visits == r["visits"]
+        assert (score is None and r["score"] is None) or abs(score - r["score"]) < 1e-9

@@ -29,6 +29,7 @@ __all__ = [
     "audience_statement",
     "count_audience",
     "level_code",
+    "values_by_id",
 ]
 
 #: Code of a value that is not among the levels given to :func:`level_code`.
@@ -218,3 +219,57 @@ def _stream(
                 for i, (name, info) in enumerate(zip(names, wanted, strict=True))
             }
             yield pd.DataFrame({n: pd.Series(v, dtype=object) for n, v in data.items()})
+
+
+def values_by_id(
+    conn: sa.Connection,
+    table: sa.TableClause,
+    *,
+    id_field: ColumnInfo,
+    fields: Sequence[ColumnInfo],
+    ids: Sequence[str],
+) -> dict[str, tuple[Any, ...]]:
+    """Some fields of the participants with the given IDs (one ``IN`` query, bound values).
+
+    Parameters
+    ----------
+    conn : sqlalchemy.Connection
+        An open warehouse connection (from :func:`xngin.dwh.engines.connect`), reused across
+        calls when a caller walks an experiment's participants chunk by chunk.
+    table : sqlalchemy.TableClause
+        The participant table.
+    id_field : ColumnInfo
+        Its unique-ID column; IDs arrive as text (as the app database stores them) and are
+        compared as the column's type (integer IDs that are not numbers match nothing).
+    fields : sequence of ColumnInfo
+        The columns to read.
+    ids : sequence of str
+        At most a few thousand per call (the ``IN`` list is sent as parameters).
+
+    Returns
+    -------
+    dict
+        ID text to the fields' values (Python values, None for NULL), for IDs found.
+    """
+    if id_field.data_type is DataType.INTEGER:
+        keys: list[Any] = [int(p) for p in ids if p.lstrip("-").isdigit()]
+    else:
+        keys = list(ids)
+    if not keys:
+        return {}
+    participant_id = sa.type_coerce(
+        column_of(table, id_field.name), parameter_type(id_field.data_type)
+    )
+    stmt = (
+        sa.select(column_of(table, id_field.name), *(column_of(table, f.name) for f in fields))
+        .select_from(table)
+        .where(participant_id.in_(keys))
+    )
+    found: dict[str, tuple[Any, ...]] = {}
+    for row in conn.execute(stmt):
+        key = str(python_value(row[0], id_field.data_type))
+        found.setdefault(
+            key,
+            tuple(python_value(v, f.data_type) for v, f in zip(row[1:], fields, strict=True)),
+        )
+    return found

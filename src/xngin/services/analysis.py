@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -55,10 +54,9 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from xngin.dwh.columns import column_of, python_value
+from xngin.dwh.audience import values_by_id
 from xngin.dwh.engines import connect
-from xngin.dwh.filters import AudienceFilter, Relation, compile_filters
-from xngin.dwh.schema import DataType
+from xngin.dwh.schema import ColumnInfo, DataType
 from xngin.errors import XnginError
 from xngin.services.access import Principal
 from xngin.services.analysis_looks import look_due, looks_of, previous_from_looks
@@ -263,17 +261,8 @@ def _effects(experiment: Experiment, result: RegressionResult) -> dict[str, Any]
 # Sheet metrics ----------------------------------------------------------------------------------
 
 
-def _warehouse_ids(pids: Sequence[str], id_type: DataType) -> list[Any]:
-    if id_type is DataType.INTEGER:
-        return [int(p) for p in pids if p.lstrip("-").isdigit()]
-    return list(pids)
-
-
-def _as_float(value: Any, data_type: DataType) -> float:
-    value = python_value(value, data_type)
-    if value is None:
-        return math.nan
-    return float(value)
+def _as_float(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
 def _sheet_outcomes(
@@ -335,37 +324,30 @@ def _sheet_cells(
     """Per metric, an array ``(cells, 3)`` of count, sum and sum of squares per (stratum, arm)
     cell, cell = stratum * n_arms + arm, from one streamed pass over the assignments."""
     pt = open_participant_type(runtime, session, principal, experiment.participant_type.name)
-    id_column = pt.schema.column(pt.unique_id_field)
-    id_type = id_column.data_type if id_column is not None else DataType.STRING
+    id_column = pt.schema.column(pt.unique_id_field) or ColumnInfo(
+        pt.unique_id_field, DataType.STRING
+    )
     sources = [m.source for m in metrics]
     assert all(isinstance(s, SheetSource) for s in sources)
-    fields = [s.field_name for s in sources if isinstance(s, SheetSource)]
-    types = [s.data_type for s in sources if isinstance(s, SheetSource)]
+    fields = [ColumnInfo(s.field_name, s.data_type) for s in sources if isinstance(s, SheetSource)]
     arm_index = {a.id: i for i, a in enumerate(experiment.arms)}
     n_arms = len(arm_index)
     codes = StratumCodes()
     sums = [np.zeros((0, 3)) for _ in metrics]
-    select = sa.select(
-        column_of(pt.table, pt.unique_id_field), *(column_of(pt.table, f) for f in fields)
-    ).select_from(pt.table)
     from xngin.store.assignments import iter_assignment_chunks
 
     with connect(pt.engine) as warehouse:
         for chunk in iter_assignment_chunks(
             session.connection(), experiment_id=experiment.id, chunk_size=WAREHOUSE_CHUNK
         ):
-            ids = _warehouse_ids([row[0] for row in chunk], id_type)
-            where = compile_filters(
+            rows = values_by_id(
+                warehouse,
                 pt.table,
-                [AudienceFilter(pt.unique_id_field, Relation.INCLUDES, ids)],
-                allowed={pt.unique_id_field: id_type},
+                id_field=id_column,
+                fields=fields,
+                ids=[row[0] for row in chunk],
             )
-            found: dict[str, list[float]] = {}
-            for row in warehouse.execute(select.where(where)):
-                key = str(python_value(row[0], id_type))
-                found.setdefault(
-                    key, [_as_float(v, t) for v, t in zip(row[1:], types, strict=True)]
-                )
+            found = {pid: [_as_float(v) for v in values] for pid, values in rows.items()}
             kept = [r for r in chunk if r[1] in arm_index]
             arms = np.array([arm_index[r[1]] for r in kept], dtype=np.intp)
             cell = np.array([codes(r[3]) for r in kept], dtype=np.intp) * n_arms + arms
