@@ -22,8 +22,8 @@ from scipy import stats as scipy_stats
 from xngin.events import Event, EventMetric
 from xngin.services.access import Principal
 from xngin.services.analysis import analyze, mirror_is_stale
+from xngin.services.analysis_plan import EventSource
 from xngin.services.events import event_metric_stats, mirror_assignments
-from xngin.services.metrics import EventSource
 from xngin.services.runtime import Runtime
 from xngin.settings import Settings
 from xngin.store import catalog

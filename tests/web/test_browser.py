@@ -20,7 +20,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from xngin.services import experiments, lifecycle, metrics
+from xngin.services import analysis_plan, experiments, lifecycle, metrics
 from xngin.services.design import ArmIn, FilterIn, MetricTargetIn
 from xngin.services.experiment_specs import ExperimentCreate
 
@@ -193,13 +193,13 @@ def test_results_of_a_running_experiment_with_ingested_events_in_a_browser(
                 }
             ),
         )
-        metrics.set_analysis_metrics(
+        analysis_plan.set_analysis_metrics(
             session,
             principal,
             experiment_id=experiment_id,
             metrics=[
-                metrics.AnalysisMetricIn(name="savings_balance"),
-                metrics.AnalysisMetricIn(name="deposits"),
+                analysis_plan.AnalysisMetricIn(name="savings_balance"),
+                analysis_plan.AnalysisMetricIn(name="deposits"),
             ],
         )
     api = httpx.Client(

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from xngin.api.deps import PrincipalDep, RuntimeDep, SessionDep
 from xngin.api.schemas import ERROR_RESPONSES
 from xngin.services import analysis as service
-from xngin.services import metrics as metric_service
+from xngin.services import analysis_plan
 from xngin.services.analysis_looks import analysis_history
-from xngin.services.metrics import AnalysisMetricIn
+from xngin.services.analysis_plan import AnalysisMetricIn
 
 router = APIRouter(tags=["analysis"], responses=ERROR_RESPONSES)
 
@@ -233,7 +233,7 @@ def get_analysis_history(
 def get_analysis_metrics(
     experiment_id: str, principal: PrincipalDep, session: SessionDep
 ) -> AnalysisMetricsOut:
-    items, default = metric_service.get_analysis_metrics(session, principal, experiment_id)
+    items, default = analysis_plan.get_analysis_metrics(session, principal, experiment_id)
     return AnalysisMetricsOut.model_validate({"analysis_metrics": items, "default": default})
 
 
@@ -244,8 +244,8 @@ def get_analysis_metrics(
 def put_analysis_metrics(
     experiment_id: str, body: AnalysisMetricsIn, principal: PrincipalDep, session: SessionDep
 ) -> AnalysisMetricsOut:
-    metric_service.set_analysis_metrics(
+    analysis_plan.set_analysis_metrics(
         session, principal, experiment_id=experiment_id, metrics=body.analysis_metrics
     )
-    items, default = metric_service.get_analysis_metrics(session, principal, experiment_id)
+    items, default = analysis_plan.get_analysis_metrics(session, principal, experiment_id)
     return AnalysisMetricsOut.model_validate({"analysis_metrics": items, "default": default})

@@ -60,6 +60,13 @@ from xngin.dwh.schema import ColumnInfo, DataType
 from xngin.errors import XnginError
 from xngin.services.access import Principal
 from xngin.services.analysis_looks import look_due, looks_of, previous_from_looks
+from xngin.services.analysis_plan import (
+    AnalysisMetric,
+    EventSource,
+    RatioSource,
+    SheetSource,
+    analysis_plan,
+)
 from xngin.services.catalog import open_participant_type
 from xngin.services.design import stats_input_errors
 from xngin.services.events import (
@@ -69,13 +76,6 @@ from xngin.services.events import (
     mirror_assignments,
 )
 from xngin.services.lifecycle import load_experiment, perform_action
-from xngin.services.metrics import (
-    AnalysisMetric,
-    EventSource,
-    RatioSource,
-    SheetSource,
-    analysis_plan,
-)
 from xngin.services.runtime import Runtime
 from xngin.stats.analysis import (
     ArmAnalysis,

@@ -42,7 +42,7 @@ from xngin.errors import Unavailable
 from xngin.events import MAX_BATCH_SIZE, Event, EventMetric, EventStore, IngestResult, InvalidEvents
 from xngin.events.validation import validate_events
 from xngin.services.access import Principal
-from xngin.services.metrics import EventSource, RatioSource
+from xngin.services.analysis_plan import EventSource, RatioSource
 from xngin.services.runtime import Runtime
 from xngin.stats.regression import RegressionResult, arm_regression
 from xngin.stats.regression_rows import ParticipantRows
