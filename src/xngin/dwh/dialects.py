@@ -380,3 +380,63 @@ def union_text(expr: sa.ColumnElement[Any]) -> sa.ColumnElement[str]:
     of a ``GROUP BY`` in DuckDB.
     """
     return _UnionText(expr)
+
+
+class _EpochNumber(sa.sql.expression.ColumnElement[float]):
+    """A date as days, or a timestamp as seconds, since 1970-01-01 (as a double)."""
+
+    inherit_cache = True
+    type = sa.Double()
+    _traverse_internals = [
+        ("expr", InternalTraversal.dp_clauseelement),
+        ("unit", InternalTraversal.dp_string),
+    ]
+
+    def __init__(self, expr: sa.ColumnElement[Any], unit: str) -> None:
+        self.expr = expr
+        self.unit = unit
+
+
+@compiles(_EpochNumber)
+def _epoch_default(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
+    # DuckDB: date - date is BIGINT days; epoch(timestamp) is seconds with the fraction. A sheet
+    # may call a timestamp column a date: the cast drops the time of day, as python_value does.
+    expr = compiler.process(element.expr, **kw)
+    if element.unit == "days":
+        return f"CAST((CAST({expr} AS DATE) - DATE '1970-01-01') AS DOUBLE)"
+    return f"epoch({expr})"
+
+
+@compiles(_EpochNumber, "postgresql")
+@compiles(_EpochNumber, "redshift")
+def _epoch_postgresql(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
+    expr = compiler.process(element.expr, **kw)
+    if element.unit == "days":
+        return f"CAST((CAST({expr} AS DATE) - DATE '1970-01-01') AS DOUBLE PRECISION)"
+    # EXTRACT gives numeric (exact) on PostgreSQL 14+; a timestamp without zone counts as UTC.
+    return f"CAST(EXTRACT(EPOCH FROM {expr}) AS DOUBLE PRECISION)"
+
+
+@compiles(_EpochNumber, "sqlite")
+def _epoch_sqlite(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
+    expr = compiler.process(element.expr, **kw)
+    # julianday() is kept in whole milliseconds; rounding to 3 decimals recovers them exactly.
+    if element.unit == "days":
+        return f"julianday(date({expr})) - 2440587.5"
+    return f"round((julianday({expr}) - 2440587.5) * 86400.0, 3)"
+
+
+@compiles(_EpochNumber, "clickhouse")
+def _epoch_clickhouse(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
+    # A Date is stored as UInt16 days and a DateTime as UInt32 Unix seconds; the naive values
+    # xngin reads back are in the server's time zone, which is UTC for these to agree.
+    expr = compiler.process(element.expr, **kw)
+    if element.unit == "days":
+        return f"toFloat64(toUInt16(toDate({expr})))"
+    return f"toFloat64(toUInt32(toDateTime({expr})))"
+
+
+def epoch_number(expr: sa.ColumnElement[Any], unit: str) -> sa.ColumnElement[float]:
+    """A date as days (``unit="days"``) or a timestamp as seconds (``"seconds"``) since
+    1970-01-01, as a double, on every supported warehouse."""
+    return _EpochNumber(expr, unit)

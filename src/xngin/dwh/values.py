@@ -28,9 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.visitors import InternalTraversal
 
 from xngin.dwh import dialects
 from xngin.dwh.columns import column_of, python_value
@@ -279,65 +276,11 @@ def histogram_scale(value: Any, data_type: DataType) -> float:
     return float(value)
 
 
-class _EpochNumber(sa.sql.expression.ColumnElement[float]):
-    """A date as days, or a timestamp as seconds, since 1970-01-01 (as a double)."""
-
-    inherit_cache = True
-    type = sa.Double()
-    _traverse_internals = [
-        ("expr", InternalTraversal.dp_clauseelement),
-        ("unit", InternalTraversal.dp_string),
-    ]
-
-    def __init__(self, expr: sa.ColumnElement[Any], unit: str) -> None:
-        self.expr = expr
-        self.unit = unit
-
-
-@compiles(_EpochNumber)
-def _epoch_default(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    # DuckDB: date - date is BIGINT days; epoch(timestamp) is seconds with the fraction. A sheet
-    # may call a timestamp column a date: the cast drops the time of day, as python_value does.
-    expr = compiler.process(element.expr, **kw)
-    if element.unit == "days":
-        return f"CAST((CAST({expr} AS DATE) - DATE '1970-01-01') AS DOUBLE)"
-    return f"epoch({expr})"
-
-
-@compiles(_EpochNumber, "postgresql")
-@compiles(_EpochNumber, "redshift")
-def _epoch_postgresql(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    expr = compiler.process(element.expr, **kw)
-    if element.unit == "days":
-        return f"CAST((CAST({expr} AS DATE) - DATE '1970-01-01') AS DOUBLE PRECISION)"
-    # EXTRACT gives numeric (exact) on PostgreSQL 14+; a timestamp without zone counts as UTC.
-    return f"CAST(EXTRACT(EPOCH FROM {expr}) AS DOUBLE PRECISION)"
-
-
-@compiles(_EpochNumber, "sqlite")
-def _epoch_sqlite(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    expr = compiler.process(element.expr, **kw)
-    # julianday() is kept in whole milliseconds; rounding to 3 decimals recovers them exactly.
-    if element.unit == "days":
-        return f"julianday(date({expr})) - 2440587.5"
-    return f"round((julianday({expr}) - 2440587.5) * 86400.0, 3)"
-
-
-@compiles(_EpochNumber, "clickhouse")
-def _epoch_clickhouse(element: _EpochNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    # A Date is stored as UInt16 days and a DateTime as UInt32 Unix seconds; the naive values
-    # xngin reads back are in the server's time zone, which is UTC for these to agree.
-    expr = compiler.process(element.expr, **kw)
-    if element.unit == "days":
-        return f"toFloat64(toUInt16(toDate({expr})))"
-    return f"toFloat64(toUInt32(toDateTime({expr})))"
-
-
 def _binned_number(col: sa.ColumnElement[Any], data_type: DataType) -> sa.ColumnElement[float]:
     if data_type is DataType.DATE:
-        return _EpochNumber(col, "days")
+        return dialects.epoch_number(col, "days")
     if data_type is DataType.TIMESTAMP:
-        return _EpochNumber(col, "seconds")
+        return dialects.epoch_number(col, "seconds")
     return dialects.as_double(col)
 
 
