@@ -21,6 +21,7 @@ from xngin.services.experiment_specs import ExperimentCreate, ExperimentUpdate
 from xngin.services.runtime import Runtime
 from xngin.store import experiments as repo
 from xngin.store.models import Assignment, AuditEntry, Experiment
+from xngin.timestamps import as_utc
 
 MakeExperiment = Callable[..., str]
 
@@ -251,7 +252,7 @@ def test_scheduled_start_and_end_move_the_state_once(
         ("start", "running"),
         ("complete", "completed"),
     ]
-    assert lifecycle.as_utc(scheduled[0].at) == FAR
+    assert as_utc(scheduled[0].at) == FAR
 
 
 def test_a_passed_window_goes_from_committed_to_completed_in_one_pass(

@@ -21,6 +21,7 @@ from xngin.services import lifecycle
 from xngin.services.assign import RerandomizeIn
 from xngin.services.design import FilterIn, MetricTargetIn
 from xngin.services.experiment_specs import ExperimentCreate, ExperimentUpdate
+from xngin.timestamps import as_utc
 
 if TYPE_CHECKING:
     from xngin.store.models import AuditEntry, Experiment
@@ -115,7 +116,7 @@ def _out(experiment: Experiment) -> ExperimentOut:
 
 def _audit_item(entry: AuditEntry) -> AuditItem:
     return AuditItem(
-        at=lifecycle.as_utc(entry.at), actor=entry.actor, action=entry.action, changes=entry.changes
+        at=as_utc(entry.at), actor=entry.actor, action=entry.action, changes=entry.changes
     )
 
 

@@ -23,7 +23,8 @@ from xngin.events.metric_sql import Dialect
 from xngin.events.migrations import DUCKDB_MIGRATIONS, Migration
 from xngin.events.model import Event
 from xngin.events.store import EventStore
-from xngin.events.validation import as_utc, properties_json
+from xngin.events.validation import properties_json
+from xngin.timestamps import as_utc
 
 # Rows per INSERT when recording assignments: bounds memory for generators of millions of rows.
 ASSIGNMENT_CHUNK = 100_000

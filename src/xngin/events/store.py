@@ -28,7 +28,8 @@ from xngin.events.model import (
     PairSums,
     ParticipantMetricRow,
 )
-from xngin.events.validation import as_utc, checked_assignment_rows, validate_events
+from xngin.events.validation import checked_assignment_rows, validate_events
+from xngin.timestamps import as_utc
 
 
 class EventStore(ABC):

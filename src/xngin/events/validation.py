@@ -14,6 +14,7 @@ from typing import Any
 
 from xngin.errors import InvalidInput
 from xngin.events.model import EVENT_TYPES, Event
+from xngin.timestamps import as_utc
 
 MAX_BATCH_SIZE = 10_000
 MAX_ID_LENGTH = 256
@@ -164,13 +165,6 @@ def properties_json(properties: Mapping[str, Any]) -> str:
     if not properties:
         return "{}"
     return json.dumps(dict(properties), allow_nan=False, sort_keys=True, separators=(",", ":"))
-
-
-def as_utc(moment: datetime) -> datetime:
-    """``moment`` in UTC; a naive value is taken to be UTC already."""
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -30,7 +30,6 @@ from xngin.services.lifecycle import (
     OPEN_STATES,
     State,
     allowed_actions,
-    as_utc,
     flush_changes,
     json_safe,
     load_experiment,
@@ -42,6 +41,7 @@ from xngin.services.serving import invalidate_experiment
 from xngin.store import catalog as catalog_repo
 from xngin.store import experiments as repo
 from xngin.store.models import Arm, AuditEntry, Experiment, ParticipantType, new_id
+from xngin.timestamps import as_utc
 
 ARM_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 MAX_ARM_ID_LENGTH = 32  # the arms.id column

@@ -31,6 +31,7 @@ from xngin.services.access import Principal
 from xngin.services.runtime import Runtime
 from xngin.store.models import Experiment, Feature
 from xngin.store.named import find_named, list_named
+from xngin.timestamps import as_utc
 
 FeatureType = Literal["boolean", "string", "number", "json"]
 NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
@@ -270,13 +271,9 @@ def describe_feature(feature: Feature) -> dict[str, Any]:
         "type": feature.type,
         "allowed_values": feature.allowed_values,
         "default": feature.default_value.get("value"),
-        "created_at": _utc(feature.created_at).isoformat(),
-        "updated_at": _utc(feature.updated_at).isoformat(),
+        "created_at": as_utc(feature.created_at).isoformat(),
+        "updated_at": as_utc(feature.updated_at).isoformat(),
     }
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def check_arm_features(

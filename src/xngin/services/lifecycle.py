@@ -48,6 +48,7 @@ from xngin.services.serving import invalidate_experiment
 from xngin.store import experiments as repo
 from xngin.store.assignments import replace_assignments_from_outcome
 from xngin.store.models import Experiment
+from xngin.timestamps import as_utc
 
 log = logging.getLogger(__name__)
 
@@ -147,13 +148,6 @@ def allowed_actions(*, experiment_type: str, state: str) -> list[str]:
 
 
 # Shared helpers ---------------------------------------------------------------------------------
-
-
-def as_utc(value: datetime) -> datetime:
-    """Timestamps are UTC everywhere; a naive value (SQLite returns those) is taken as UTC."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 def json_safe(value: Any) -> Any:

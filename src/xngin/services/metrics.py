@@ -34,6 +34,7 @@ from xngin.services.catalog import sheet_of
 from xngin.store import catalog as catalog_repo
 from xngin.store.models import Experiment, ExperimentMetric, MetricDefinition
 from xngin.store.named import find_named, list_named
+from xngin.timestamps import as_utc
 
 MetricType = Literal["binary", "mean", "count", "ratio"]
 
@@ -338,10 +339,6 @@ def describe_metric_definition(definition: MetricDefinition) -> dict[str, Any]:
         "type": definition.type,
         "source": dict(definition.source),
         "cuped": definition.cuped,
-        "created_at": _utc(definition.created_at).isoformat(),
-        "updated_at": _utc(definition.updated_at).isoformat(),
+        "created_at": as_utc(definition.created_at).isoformat(),
+        "updated_at": as_utc(definition.updated_at).isoformat(),
     }
-
-
-def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value

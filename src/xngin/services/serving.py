@@ -52,11 +52,11 @@ from xngin.services.serving_policy import (
     ServingConfig,
     TreatmentStatus,
     answer_from_cache,
-    as_utc,
     encode_entry,
 )
 from xngin.store import assignments as repo
 from xngin.store.organizations import hash_api_key
+from xngin.timestamps import as_utc
 
 __all__ = [
     "AUTH_EPOCH_KEY",

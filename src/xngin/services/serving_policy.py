@@ -24,11 +24,12 @@ import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from xngin.services.online_assignment import in_allocation
 from xngin.store.assignments import ServingRows
+from xngin.timestamps import as_utc
 
 __all__ = [
     "NOT_STORED",
@@ -155,11 +156,6 @@ def ramp_allocation(
 
 def _parse_time(value: Any) -> datetime:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-
-
-def as_utc(value: datetime) -> datetime:
-    """Timestamps are UTC; a naive one (SQLite hands those back) is taken as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from xngin.store.models import Arm, Assignment, Experiment
+from xngin.timestamps import as_utc
 
 __all__ = [
     "AssignmentOutcomeLike",
@@ -78,11 +79,6 @@ def _dialect_name(db: Session | sa.Connection) -> str:
     return db.get_bind().dialect.name if isinstance(db, Session) else db.dialect.name
 
 
-def _utc(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes for timezone-aware columns; they were stored as UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
-
-
 # Bulk writes --------------------------------------------------------------------------------------
 
 
@@ -123,7 +119,7 @@ def replace_assignments(
             f"participant_ids ({n}), arm_ids ({len(arm_ids)}) and strata_json "
             f"({'None' if strata_json is None else len(strata_json)}) must have the same length"
         )
-    assigned_at = _utc(assigned_at)
+    assigned_at = as_utc(assigned_at)
     session.execute(sa.delete(_TABLE).where(_TABLE.c.experiment_id == experiment_id))
     if n == 0:
         return 0
@@ -290,7 +286,8 @@ def list_assignments(
     if after is not None:
         query = query.where(_TABLE.c.participant_id > after)
     return [
-        AssignmentRow(pid, arm, _utc(at), strata) for pid, arm, at, strata in session.execute(query)
+        AssignmentRow(pid, arm, as_utc(at), strata)
+        for pid, arm, at, strata in session.execute(query)
     ]
 
 
@@ -327,7 +324,7 @@ def get_assignment(
             _TABLE.c.experiment_id == experiment_id, _TABLE.c.participant_id == participant_id
         )
     ).first()
-    return None if row is None else (row[0], _utc(row[1]))
+    return None if row is None else (row[0], as_utc(row[1]))
 
 
 def insert_assignment_if_absent(
@@ -348,7 +345,7 @@ def insert_assignment_if_absent(
         "experiment_id": experiment_id,
         "participant_id": participant_id,
         "arm_id": arm_id,
-        "assigned_at": _utc(assigned_at),
+        "assigned_at": as_utc(assigned_at),
         "strata": None,
     }
     dialect = _dialect_name(session)
